@@ -1,0 +1,1 @@
+"""The ``partnerctl`` command line: each command builds its objects, calls the library, prints."""

@@ -1,0 +1,53 @@
+"""``partnerctl``: the command group, global options and error handling."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from reconciler.cli import validate as validate_command
+from reconciler.cli.options import Settings, base_settings, common_options
+from reconciler.errors import ReconcilerError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@common_options
+@click.version_option(package_name="partnerctl")
+@click.pass_context
+def cli(ctx: click.Context, /, **given: Any) -> None:
+    """Partner onboarding as code: validate, plan and apply partner manifests.
+
+    \b
+    Examples:
+      partnerctl validate                       # the whole repository
+      partnerctl validate partners/msa/acme.yaml --output json
+    """
+    ctx.obj = base_settings(given)
+    ctx.ensure_object(Settings)
+
+
+cli.add_command(validate_command.validate)
+cli.add_command(validate_command.demo)
+
+
+def main() -> None:
+    """Console entry point: user mistakes become a message and an exit code, never a traceback."""
+    try:
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting.
+        result = cli.main(standalone_mode=False)
+        sys.exit(result if isinstance(result, int) else 0)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as problem:
+        problem.show()
+        sys.exit(problem.exit_code)
+    except ReconcilerError as problem:
+        click.echo(f"partnerctl: {problem}", err=True)
+        sys.exit(problem.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)

@@ -1,0 +1,110 @@
+"""Whether an outbound URL is an acceptable webhook destination (SEC-01 and SSRF), without the network.
+
+Validation only looks at the URL as written: literal addresses in every spelling (``127.1``,
+``0x7f000001``, ``[::ffff:127.0.0.1]``), names that never resolve publicly (``localhost``,
+``*.internal``) and cloud metadata endpoints. Names are resolved by the webhook dispatcher at send
+time, where the same address rules apply to what the name resolves to (:func:`address_problem`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from urllib.parse import parse_qsl, urlsplit
+
+# Names that only ever resolve inside a host or a private network.
+_PRIVATE_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".lan", ".intranet")
+_METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data"})
+_METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(address)
+    for address in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254", "168.63.129.16")
+)
+_LEGACY_IPV4 = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
+_CREDENTIAL_PARAMS = re.compile(
+    r"(pass(word|wd)?|secret|token|api[-_]?key|apikey|access[-_]?key|auth|sig(nature)?|credential|session)",
+    re.IGNORECASE,
+)
+
+
+def webhook_url_problems(url: str, *, allow_loopback: bool = False) -> list[str]:
+    """Everything wrong with ``url`` as a webhook destination; empty when it is acceptable."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return ["is not a valid URL; write it as https://host/path"]
+    problems: list[str] = []
+    if parts.username is not None or parts.password is not None:
+        problems.append("carries credentials (user:password@); the platform signs each delivery instead")
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _CREDENTIAL_PARAMS.search(name):
+            problems.append(f"carries a credential in its query ({name}=…); the platform signs each delivery instead")
+    if not host:
+        problems.append("has no host; write it as https://host/path")
+        return problems
+    host_problem = host_problem_of(host)
+    loopback_ok = allow_loopback and host_problem is not None and _is_loopback_name(host)
+    if parts.scheme != "https" and not (loopback_ok and parts.scheme == "http"):
+        problems.append(f"uses {parts.scheme or 'no scheme'}; webhooks must use https")
+    if host_problem is not None and not loopback_ok:
+        problems.append(f"points at {host_problem}; webhook hosts must be public")
+    return problems
+
+
+def host_problem_of(host: str) -> str | None:
+    """Why ``host`` (a name or literal address) is not a public destination, or None if it may be."""
+    name = host.strip().rstrip(".").lower()
+    if name in _METADATA_NAMES:
+        return f"a cloud metadata service ({name})"
+    if name in _PRIVATE_NAMES or name.endswith(_PRIVATE_SUFFIXES):
+        return f"a private host name ({name})"
+    address = literal_address(name)
+    if address is None:
+        return None
+    return address_problem(address)
+
+
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``host`` spells, in any form a resolver would accept; None for a name."""
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        pass
+    if _LEGACY_IPV4.match(host):
+        try:
+            # inet_aton reads 127.1, 0x7f.0.0.1, 0177.0.0.1 and 2130706433 as a resolver would.
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why an address must not be connected to, or None if it is a public unicast address."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address in _METADATA_ADDRESSES:
+        return f"a cloud metadata address ({address})"
+    if address.is_loopback:
+        return f"a loopback address ({address})"
+    if address.is_link_local:
+        return f"a link-local address ({address})"
+    if address.is_unspecified:
+        return f"an unspecified address ({address})"
+    if address.is_multicast:
+        return f"a multicast address ({address})"
+    if address.is_private or not address.is_global:
+        return f"a private or reserved address ({address})"
+    return None
+
+
+def _is_loopback_name(host: str) -> bool:
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    address = literal_address(name)
+    return address is not None and address.is_loopback
