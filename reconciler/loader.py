@@ -20,11 +20,14 @@ from typing import Any
 import yaml
 
 try:  # pragma: no cover - which branch runs depends on how PyYAML was built
-    from yaml import CSafeLoader as _LibyamlLoader
+    from yaml._yaml import CParser as _CParser
 
     HAVE_LIBYAML = True
 except ImportError:  # pragma: no cover
     HAVE_LIBYAML = False
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 MAX_FILE_BYTES = 1024 * 1024
 # A manifest is a few hundred nodes; this bounds what aliases may expand to ("billion laughs").
@@ -40,8 +43,10 @@ _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 _INF = re.compile(r"[-+]?\.(inf|Inf|INF)\Z")
 _NAN = re.compile(r"\.(nan|NaN|NAN)\Z")
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_CORE_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp"))
 _TRUES = frozenset({"true", "True", "TRUE"})
 _FALSES = frozenset({"false", "False", "FALSE"})
+_WORDS = _NULLS | _TRUES | _FALSES
 
 
 class YamlProblem(Exception):
@@ -59,6 +64,7 @@ class Document:
 
     data: Any
     lines: dict[Path, int] = field(repr=False)
+    text: str = field(repr=False, default="")
 
     def line_of(self, path: Path) -> int:
         """The line of the node at ``path``, or of its nearest ancestor that exists."""
@@ -89,7 +95,7 @@ def load_document(raw: bytes) -> Document:
         raise YamlProblem("top level is not a mapping; expected apiVersion, kind, metadata and spec", _line(root))
     builder = _Builder(parser)
     data = builder.build(root, ())
-    return Document(data=data, lines=builder.lines)
+    return Document(data=data, lines=builder.lines, text=text)
 
 
 def _decode(raw: bytes) -> str:
@@ -127,8 +133,29 @@ class _Parser:
             raise YamlProblem(f"nesting is deeper than {MAX_DEPTH} levels", 1) from None
 
 
+if HAVE_LIBYAML:
+
+    class _LibyamlComposer(_CParser):
+        """libyaml's composer without PyYAML's YAML 1.1 resolver: we type scalars ourselves."""
+
+        _TAGS: dict[Any, str] = {  # noqa: RUF012
+            yaml.ScalarNode: _STR_TAG,
+            yaml.SequenceNode: "tag:yaml.org,2002:seq",
+            yaml.MappingNode: "tag:yaml.org,2002:map",
+        }
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+            return self._TAGS[kind]
+
+        def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+            pass
+
+        def ascend_resolver(self) -> None:
+            pass
+
+
 def _compose_libyaml(text: str) -> list[Any]:
-    loader = _LibyamlLoader(text)
+    loader = _LibyamlComposer(text)
     try:
         documents: list[Any] = []
         # Stop at the second document: we only need to know that there is one.
@@ -218,7 +245,7 @@ class _Builder:
     def _mapping(self, node: Any, path: Path) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+            if key_node.tag == _MERGE_TAG or (key_node.value == "<<" and not key_node.style):
                 raise YamlProblem("merge keys (<<) are not supported in manifests; write the keys out", _line(key_node))
             if isinstance(key_node, self.mapping_type | self.sequence_type):
                 raise YamlProblem("a mapping key must be a plain string", _line(key_node))
@@ -237,16 +264,19 @@ class _Builder:
 
 
 def _scalar(node: Any) -> Any:
+    if node.tag not in _CORE_TAGS:
+        raise YamlProblem(f"unsupported YAML tag {node.tag!r}; manifests use plain values", _line(node))
     value: str = node.value
     if node.style:  # quoted or block scalars are always strings
         return value
-    if node.tag.startswith("tag:yaml.org,2002:"):
-        return _resolve_plain(value)
-    raise YamlProblem(f"unsupported YAML tag {node.tag!r}; manifests use plain values", _line(node))
+    return _resolve_plain(value)
 
 
 def _resolve_plain(value: str) -> Any:
     """Type a plain scalar by the YAML 1.2 core schema."""
+    first = value[:1]
+    if first.isalpha() and value not in _WORDS:
+        return value  # most values: no number or keyword starts with a letter
     if value in _NULLS:
         return None
     if value in _TRUES:

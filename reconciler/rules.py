@@ -24,6 +24,15 @@ ACCEPTED_AUTH_METHODS = frozenset({"oauth2-client-credentials"})
 
 # Keys that hold secrets, compared lower-case with '-' and '_' removed.
 _SECRET_KEY = re.compile(r"(secret|passw(or)?d|passphrase|apikey|accesskey|privatekey|token|bearer|authorization)")
+# Cheap first pass over the raw text: a file with none of these cannot match the patterns.
+_SECRET_KEY_WORDS = (
+    "secret", "passw", "passphrase", "apikey", "api_key", "api-key", "accesskey", "access_key", "access-key",
+    "privatekey", "private_key", "private-key", "token", "bearer", "authorization",
+)  # fmt: skip
+_SECRET_VALUE_PREFIXES = (
+    "-----BEGIN", "scp_cs_", "scp_live_", "whsec_", "eyJ", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+    "xox", "k_live_", "k_test_", "Bearer ", "Basic ",
+)  # fmt: skip
 # Values that are secrets whatever key they sit under.
 _SECRET_VALUE = re.compile(
     r"(-----BEGIN [A-Z ]*PRIVATE KEY-----"
@@ -73,7 +82,13 @@ def secret_paths(data: Any, *, check_keys: bool) -> Iterator[tuple[Path, str]]:
 
 def check_secrets(findings: Findings, *, check_keys: bool) -> set[Path]:
     """SEC-01 for plain secrets; returns their paths so the schema stage does not report them twice."""
-    found = set()
+    found: set[Path] = set()
+    text = findings.document.text
+    if check_keys:
+        lowered = text.lower()
+        check_keys = any(word in lowered for word in _SECRET_KEY_WORDS)
+    if not check_keys and not any(prefix in text for prefix in _SECRET_VALUE_PREFIXES):
+        return found
     for path, message in secret_paths(findings.document.data, check_keys=check_keys):
         findings.add(Code.SEC, path, f"plain secret in a manifest: {message} (SEC-01)")
         found.add(path)

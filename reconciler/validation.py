@@ -188,6 +188,7 @@ class Validator:
         self._today = today
         self._allow_loopback = allow_loopback_webhooks
         self._checked: dict[str, Checked | None] = {}
+        self._policies: dict[str, tuple[TenantPolicy | None, str | None]] = {}
         self._partner_files: dict[str, str] = {}
 
     def validate(self, paths: Iterable[str], *, outside: Iterable[tuple[str, bytes]] = ()) -> Report:
@@ -220,6 +221,11 @@ class Validator:
 
     def tenant_policy(self, tenant: str) -> tuple[TenantPolicy | None, str | None]:
         """The tenant's valid policy, or None and why it cannot be used."""
+        if tenant not in self._policies:
+            self._policies[tenant] = self._usable_policy(tenant)
+        return self._policies[tenant]
+
+    def _usable_policy(self, tenant: str) -> tuple[TenantPolicy | None, str | None]:
         path = f"{POLICIES_DIR}/{tenant}.yaml"
         checked = self._policy_file(path)
         if checked is None:

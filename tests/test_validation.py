@@ -144,7 +144,8 @@ def test_duplicate_webhook_and_mapping_names(repo: PartnerRepo) -> None:
     text = edit(
         text,
         "  suspended: false\n",
-        "    - name: payment-v1\n      event: payment.status.changed\n      fields: {status: state}\n  suspended: false\n",
+        "    - name: payment-v1\n      event: payment.status.changed\n"
+        "      fields: {status: state}\n  suspended: false\n",
     )
     repo.write_partner(text)
     report = validate(repo)

@@ -1,0 +1,1 @@
+"""``make bench``: performance figures, each a ratio against a baseline measured side by side."""

@@ -1,0 +1,35 @@
+"""Generates a partner repository of N partners from the examples, varied so no two files are equal."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TENANTS = ("ministry-social-affairs", "country-office-malawi")
+
+
+def generate_repository(root: Path, count: int) -> list[Path]:
+    """Write policies/ and ``count`` partner files under ``root``; return the partner files."""
+    shutil.copytree(PROJECT_ROOT / "policies", root / "policies", dirs_exist_ok=True)
+    templates = {
+        tenant: [path.read_text() for path in sorted((PROJECT_ROOT / "partners" / tenant).glob("*.yaml"))]
+        for tenant in TENANTS
+    }
+    stems = {
+        tenant: [path.stem for path in sorted((PROJECT_ROOT / "partners" / tenant).glob("*.yaml"))]
+        for tenant in TENANTS
+    }
+    written = []
+    for index in range(count):
+        tenant = TENANTS[index % len(TENANTS)]
+        choice = (index // len(TENANTS)) % len(templates[tenant])
+        name = f"partner-{index:05d}"
+        text = templates[tenant][choice].replace(f"name: {stems[tenant][choice]}", f"name: {name}", 1)
+        text = text.replace("DSA-20", f"DSA-{index:05d}-20")
+        folder = root / "partners" / tenant
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.yaml"
+        path.write_text(text)
+        written.append(path)
+    return written

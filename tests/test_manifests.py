@@ -1,0 +1,118 @@
+"""The JSON Schemas in schemas/ and the pydantic models accept exactly the same documents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from reconciler.manifests import MODELS
+from tests.conftest import PROJECT_ROOT
+from tests.support.corpus import PROBES, load, mutations, nodes, replace
+
+SCHEMA_FILES = {
+    "IntegrationPartner": "integration-partner.schema.json",
+    "ScopeCatalog": "scope-catalog.schema.json",
+    "TenantPolicy": "tenant-policy.schema.json",
+    "TrustRoot": "trust-root.schema.json",
+}
+EXAMPLES = sorted(
+    [
+        *PROJECT_ROOT.glob("partners/*/*.yaml"),
+        *PROJECT_ROOT.glob("policies/*.yaml"),
+        PROJECT_ROOT / "examples/trust-root.yaml",
+    ]
+)
+
+
+def schema_validator(kind: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((PROJECT_ROOT / "schemas" / SCHEMA_FILES[kind]).read_text())
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def schema_accepts(kind: str, document: Any) -> bool:
+    return schema_validator(kind).is_valid(document)
+
+
+def model_accepts(kind: str, document: Any) -> bool:
+    try:
+        MODELS[kind].model_validate(document)
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("kind", SCHEMA_FILES)
+def test_schema_is_valid_draft_2020_12_with_id_title_and_descriptions(kind: str) -> None:
+    schema = json.loads((PROJECT_ROOT / "schemas" / SCHEMA_FILES[kind]).read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"].startswith("https://partners.scp.dev/schemas/v1/")
+    assert schema["title"] == kind
+    assert schema["description"]
+    assert schema["additionalProperties"] is False
+
+
+def test_every_kind_has_a_schema_and_a_model() -> None:
+    assert set(SCHEMA_FILES) == set(MODELS)
+    assert {path.name for path in (PROJECT_ROOT / "schemas").glob("*.json")} == set(SCHEMA_FILES.values())
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: str(path.relative_to(PROJECT_ROOT)))
+def test_examples_are_accepted_by_both(path: Path) -> None:
+    document = load(path)
+    kind = document["kind"]
+    assert schema_accepts(kind, document)
+    assert model_accepts(kind, document)
+
+
+# One document of each kind, chosen for having every optional section.
+MUTATED = [
+    PROJECT_ROOT / "partners/ministry-social-affairs/northbridge-bank.yaml",
+    PROJECT_ROOT / "policies/scopes.yaml",
+    PROJECT_ROOT / "policies/ministry-social-affairs.yaml",
+    PROJECT_ROOT / "examples/trust-root.yaml",
+]
+
+
+@pytest.mark.parametrize("path", MUTATED, ids=lambda path: str(path.relative_to(PROJECT_ROOT)))
+def test_schema_and_model_agree_on_every_mutation(path: Path) -> None:
+    document = load(path)
+    kind = document["kind"]
+    validator = schema_validator(kind)
+    disagreements = []
+    count = 0
+    for description, mutated in mutations(document):
+        count += 1
+        by_schema = validator.is_valid(mutated)
+        if by_schema != model_accepts(kind, mutated):
+            disagreements.append(f"{description}: schema says {'valid' if by_schema else 'invalid'}")
+    assert count > 100
+    assert disagreements == []
+
+
+def test_mutations_include_both_verdicts() -> None:
+    """Guard against a corpus that only ever breaks documents (which would prove little)."""
+    document = load(PROJECT_ROOT / "partners/ministry-social-affairs/northbridge-bank.yaml")
+    verdicts = {schema_accepts("IntegrationPartner", mutated) for _, mutated in mutations(document)}
+    assert verdicts == {True, False}
+
+
+_leaves = st.one_of(st.sampled_from(PROBES), st.text(max_size=12), st.integers(-3, 400), st.booleans(), st.none())
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(data=st.data())
+def test_random_multi_point_mutations_get_the_same_verdict(data: st.DataObject) -> None:
+    document = load(PROJECT_ROOT / "partners/ministry-social-affairs/open-hands-foundation.yaml")
+    for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+        paths = [path for path, _ in nodes(document) if path]
+        path = data.draw(st.sampled_from(paths))
+        document = replace(document, path, data.draw(_leaves))
+    assert schema_accepts("IntegrationPartner", document) == model_accepts("IntegrationPartner", document)
