@@ -213,6 +213,15 @@ class Validator:
             checked = check_file(path, raw)
         return checked.violations + self._check_in_context(checked)
 
+    def check_partner(self, path: str) -> tuple[IntegrationPartner | None, list[Violation]]:
+        """A partner file's model (when it could be built) and all its violations."""
+        raw = self._tree.read(path)
+        if raw is None:
+            return None, [Violation(path, 1, "", Code.REF, "file not found")]
+        checked = check_file(path, raw)
+        manifest = checked.manifest if isinstance(checked.manifest, IntegrationPartner) else None
+        return manifest, checked.violations + self._check_in_context(checked)
+
     def catalog(self) -> ScopeCatalog | None:
         checked = self._policy_file(CATALOG_PATH)
         if checked is not None and checked.valid and isinstance(checked.manifest, ScopeCatalog):

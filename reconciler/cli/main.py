@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from reconciler.cli import reconcile_commands, status_commands
 from reconciler.cli import validate as validate_command
 from reconciler.cli.options import Settings, base_settings, common_options
 from reconciler.errors import ReconcilerError
@@ -30,6 +31,11 @@ def cli(ctx: click.Context, /, **given: Any) -> None:
 
 cli.add_command(validate_command.validate)
 cli.add_command(validate_command.demo)
+cli.add_command(reconcile_commands.plan)
+cli.add_command(reconcile_commands.apply)
+cli.add_command(status_commands.status)
+cli.add_command(status_commands.credentials)
+cli.add_command(status_commands.audit)
 
 
 def main() -> None:

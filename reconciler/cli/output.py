@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from reconciler import clock
+from reconciler.plan import Plan
 from reconciler.validation import Report
+
+if TYPE_CHECKING:
+    from reconciler.reconcile import ApplyOutcome
 
 
 def emit_json(document: Any) -> None:
@@ -54,3 +60,120 @@ def _data(text: str) -> str:
 
 def _property(text: str) -> str:
     return _data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+# --- plan, apply, status, credentials, audit ------------------------------------------------------
+
+_SYMBOLS = {
+    "register-partner": "+", "issue-credential": "+", "register-webhook": "+",
+    "update-partner": "~", "rotate-credential": "~", "update-webhook": "~",
+    "suspend-partner": "-", "revoke-credential": "-", "remove-webhook": "-", "decommission-partner": "-",
+}  # fmt: skip
+
+
+def plan_text(plan: Plan) -> str:
+    lines = [f"Plan for revision {plan.revision[:12]}"]
+    for partner, actions in groupby(plan.actions, key=lambda action: action.partner):
+        lines.append(f"  {partner}")
+        for action in actions:
+            detail = ", ".join(f"{key}={value}" for key, value in sorted(action.details.items()) if key != "scopes")
+            lines.append(
+                f"    {_SYMBOLS.get(action.action, '*')} {action.action:<22} {action.reason}"
+                + (f" ({detail})" if detail else "")
+            )
+    if plan.blocked:
+        lines.append("Blocked (the approved version, if any, stays live):")
+        lines.extend(f"  {item['partner']}: {item['reason']}: {item['message']}" for item in plan.blocked)
+    if plan.checks:
+        lines.append(f"Checks after apply: check-connectivity for {len(plan.checks)} partner(s)")
+    partners = len({action.partner for action in plan.actions})
+    if plan.actions:
+        lines.append(f"Plan: {len(plan.actions)} action(s) for {partners} partner(s), {len(plan.blocked)} blocked.")
+    else:
+        lines.append(f"No changes: live state matches the approved desired state ({len(plan.blocked)} blocked).")
+    return "\n".join(lines)
+
+
+def apply_text(outcome: ApplyOutcome) -> str:
+    lines = [f"Applying revision {outcome.revision[:12]}"]
+    for result in outcome.results:
+        mark = "ok  " if result.ok else "FAIL"
+        lines.append(f"  {mark} {result.partner} {result.action}" + (f": {result.error}" if result.error else ""))
+    for result in outcome.checks:
+        state = "ok" if result.ok else result.error
+        lines.append(f"  check {result.partner}: {state}")
+    failed = sum(1 for result in outcome.results if not result.ok)
+    lines.append(
+        f"Apply complete: {len(outcome.results) - failed} action(s) done, {failed} failed, "
+        f"{len(outcome.checks)} check(s) run."
+    )
+    return "\n".join(lines)
+
+
+def status_text(entries: list[dict[str, Any]], *, detailed: bool = False) -> str:
+    if not entries:
+        return "No partners in live state yet (run partnerctl apply)."
+    now = clock.now()
+    header = ("PARTNER", "PHASE/HEALTH", "SCOPES", "CREDENTIAL AGE", "ROTATES", "LAST SYNC")
+    rows = [header]
+    for entry in entries:
+        credential = entry["credential"]
+        age = rotates = "-"
+        if credential:
+            issued = datetime.fromisoformat(credential["issuedAt"])
+            age = f"{(now - issued).days}d"
+            rotates = credential["rotatesAt"][:10]
+        rows.append(
+            (
+                entry["partner"],
+                f"{entry['phase']}/{entry['health']}",
+                str(len(entry.get("scopes", []))),
+                age,
+                rotates,
+                (entry["lastSuccessfulSync"] or "never")[:19],
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    if detailed:
+        for entry in entries:
+            lines.append("")
+            lines.append(f"Scopes: {', '.join(entry.get('scopes', [])) or '-'}")
+            approval = entry["approval"]
+            if approval:
+                lines.append(
+                    f"Approval: commit {str(approval['commit'])[:12]} by {approval['approver'] or '(not verified)'}, "
+                    f"policy document {approval['policyDocument'] or '-'}, at {approval['approvedAt']}"
+                )
+            lines.append("Conditions:")
+            lines.extend(
+                f"  {c['type']:<19} {c['status']:<5} {c['reason']}: {c['message']}" for c in entry["conditions"]
+            )
+            for hook in entry["webhooks"]:
+                lines.append(
+                    f"Webhook {hook['name']}: {hook['state']} ({hook['consecutiveFailures']} failures) {hook['url']}"
+                )
+    return "\n".join(lines)
+
+
+def pickup_text(document: dict[str, Any]) -> str:
+    lines = [
+        f"Credentials for {document['partner']} (shown once; store them in your secret manager now):",
+        f"  client_id:      {document['client_id']}",
+        f"  client_secret:  {document['client_secret'] or '(unchanged: delivered before)'}",
+        f"  token_endpoint: {document['token_endpoint']}",
+    ]
+    for name, secret in sorted(document["webhook_secrets"].items()):
+        lines.append(f"  webhook {name} signing secret: {secret}")
+    return "\n".join(lines)
+
+
+def audit_text(entries: list[dict[str, Any]]) -> str:
+    lines = []
+    for entry in entries:
+        details = json.dumps(entry.get("details", {}), sort_keys=True)
+        lines.append(
+            f"{entry.get('seq'):>6} {entry.get('time', '')[:19]} {entry.get('actor', '')} {entry.get('event')} "
+            f"{entry.get('partner') or '-'} {details}"
+        )
+    return "\n".join(lines) if lines else "The audit log is empty."

@@ -1,0 +1,38 @@
+"""Store backends, chosen by URL: ``--state`` and ``--secrets``.
+
+--state   (default)            SQLite at <home>/state.db
+          sqlite:///PATH       SQLite at PATH
+--secrets (default)            local store in <home>/secrets/
+          local:///PATH        local store in folder PATH
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from reconciler.errors import UsageError
+from reconciler.secretstore import SecretStore
+from reconciler.statestore import StateStore
+
+
+def open_state(url: str | None, *, home: Path) -> StateStore:
+    from reconciler.backends.sqlite_state import SqliteStateStore
+
+    if not url:
+        return SqliteStateStore(home / "state.db")
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite" and parts.path:
+        return SqliteStateStore(Path(parts.path))
+    raise UsageError(f"--state {url}: unsupported; use sqlite:///PATH (default: SQLite under --home)")
+
+
+def open_secrets(url: str | None, *, home: Path) -> SecretStore:
+    from reconciler.backends.local_secrets import LocalSecretStore
+
+    if not url:
+        return LocalSecretStore(home / "secrets")
+    parts = urlsplit(url)
+    if parts.scheme in ("local", "file") and parts.path:
+        return LocalSecretStore(Path(parts.path))
+    raise UsageError(f"--secrets {url}: unsupported; use local:///FOLDER (default: local store under --home)")

@@ -1,0 +1,63 @@
+"""``partnerctl plan`` and ``partnerctl apply``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from reconciler.cli import output
+from reconciler.cli.engine import parse_duration, reconciler
+from reconciler.cli.options import common_options, settings_from
+
+_check_interval = click.option(
+    "--check-interval",
+    default="5m",
+    show_default=True,
+    help="Re-check connectivity of ACTIVE/HEALTHY partners after this long (e.g. 300, 5m).",
+)
+
+
+@click.command()
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when actions are pending, 0 when none.")
+@_check_interval
+@common_options
+@click.pass_context
+def plan(ctx: click.Context, /, detailed_exitcode: bool, check_interval: str, **given: Any) -> None:
+    """Show the actions that would converge live state to the approved revision.
+
+    \b
+    Examples:
+      partnerctl --approval none plan
+      partnerctl plan --output json --detailed-exitcode
+    """
+    settings = settings_from(ctx, given)
+    with reconciler(settings, check_interval=parse_duration(check_interval), reads_repository=True) as engine:
+        outcome = engine.plan()
+    if settings.output == "json":
+        output.emit_json(outcome.plan.to_json())
+    else:
+        click.echo(output.plan_text(outcome.plan))
+    ctx.exit(2 if detailed_exitcode and outcome.plan.actions else 0)
+
+
+@click.command()
+@_check_interval
+@common_options
+@click.pass_context
+def apply(ctx: click.Context, /, check_interval: str, **given: Any) -> None:
+    """Execute the plan, then the connectivity checks. Exit 1 if any action failed.
+
+    \b
+    Examples:
+      partnerctl --approval none apply
+      partnerctl apply --output json
+    """
+    settings = settings_from(ctx, given)
+    with reconciler(settings, check_interval=parse_duration(check_interval), reads_repository=True) as engine:
+        outcome = engine.apply()
+    if settings.output == "json":
+        output.emit_json(outcome.to_json())
+    else:
+        click.echo(output.apply_text(outcome))
+    ctx.exit(0 if outcome.ok else 1)

@@ -1,0 +1,138 @@
+"""``partnerctl status``, ``partnerctl credentials …`` and ``partnerctl audit …``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from reconciler.cli import output
+from reconciler.cli.engine import check_partner_key, reconciler
+from reconciler.cli.options import common_options, settings_from
+
+
+@click.command()
+@click.argument("partner", required=False)
+@common_options
+@click.pass_context
+def status(ctx: click.Context, /, partner: str | None, **given: Any) -> None:
+    """Phase/health, conditions, approval, credential age and last sync of partners.
+
+    \b
+    Examples:
+      partnerctl status
+      partnerctl status ministry-social-affairs/northbridge-bank --output json
+    """
+    settings = settings_from(ctx, given)
+    with reconciler(settings) as engine:
+        entries = engine.status(check_partner_key(partner) if partner else None)
+    if settings.output == "json":
+        output.emit_json({"partners": entries})
+    else:
+        click.echo(output.status_text(entries, detailed=partner is not None))
+
+
+@click.group()
+def credentials() -> None:
+    """One-time delivery and forced rotation of partner credentials."""
+
+
+@credentials.command()
+@click.argument("partner")
+@common_options
+@click.pass_context
+def deliver(ctx: click.Context, /, partner: str, **given: Any) -> None:
+    """Pick up a partner's new credentials, once. A second pickup fails (exit 1) and is audited.
+
+    \b
+    Example:
+      partnerctl credentials deliver ministry-social-affairs/northbridge-bank --output json
+    """
+    settings = settings_from(ctx, given)
+    key = check_partner_key(partner)
+    with reconciler(settings) as engine:
+        pickup = engine.deliver(key)
+    if pickup is None:
+        click.echo(
+            f"partnerctl: nothing to pick up for {key}: its credentials were already delivered or never issued; "
+            "this refusal is audited. If the secret was lost, run: partnerctl credentials rotate " + key,
+            err=True,
+        )
+        ctx.exit(1)
+    gateway = os.environ.get("PARTNERCTL_GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
+    document = {
+        "partner": pickup.partner,
+        "client_id": pickup.client_id,
+        "client_secret": pickup.client_secret,
+        "token_endpoint": f"{gateway}/oauth2/token",
+        "webhook_secrets": pickup.webhook_secrets,
+    }
+    if settings.output == "json":
+        output.emit_json(document)
+    else:
+        click.echo(output.pickup_text(document))
+
+
+@credentials.command()
+@click.argument("partner")
+@common_options
+@click.pass_context
+def rotate(ctx: click.Context, /, partner: str, **given: Any) -> None:
+    """Rotate a partner's client secret now; the old one stays valid for the tenant's overlapDays.
+
+    \b
+    Example:
+      partnerctl credentials rotate ministry-social-affairs/northbridge-bank
+    """
+    settings = settings_from(ctx, given)
+    with reconciler(settings) as engine:
+        credential = engine.rotate(check_partner_key(partner))
+    message = {"partner": credential.partner, "clientId": credential.client_id, "generation": credential.generation}
+    if settings.output == "json":
+        output.emit_json(message)
+    else:
+        click.echo(
+            f"Rotated {credential.partner}: generation {credential.generation} of {credential.client_id}. "
+            f"Deliver it with: partnerctl credentials deliver {credential.partner}"
+        )
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command()
+@common_options
+@click.pass_context
+def verify(ctx: click.Context, /, **given: Any) -> None:
+    """Check the hash chain and its committed head. Exit 0 intact, 1 tampered."""
+    settings = settings_from(ctx, given)
+    with reconciler(settings) as engine:
+        verdict = engine.verify_audit()
+    if settings.output == "json":
+        output.emit_json(
+            {"intact": verdict.intact, "entries": verdict.entries, "firstBrokenSeq": verdict.first_broken_seq,
+             "problem": verdict.problem}
+        )  # fmt: skip
+    elif verdict.intact:
+        click.echo(f"audit log intact: {verdict.entries} entries")
+    else:
+        click.echo(f"audit log TAMPERED: first broken seq {verdict.first_broken_seq}: {verdict.problem}")
+    ctx.exit(0 if verdict.intact else 1)
+
+
+@audit.command(name="log")
+@click.option("--partner", help="Only entries of TENANT/PARTNER.")
+@common_options
+@click.pass_context
+def log(ctx: click.Context, /, partner: str | None, **given: Any) -> None:
+    """Show the audit log."""
+    settings = settings_from(ctx, given)
+    with reconciler(settings) as engine:
+        entries = [entry for entry in engine.audit.entries() if partner is None or entry.get("partner") == partner]
+    if settings.output == "json":
+        output.emit_json({"entries": entries})
+    else:
+        click.echo(output.audit_text(entries))

@@ -1,0 +1,200 @@
+"""The core path, top to bottom: load → validate → approve → plan → apply → record.
+
+:class:`Reconciler` ties a partner repository, an approval gate and the two stores together; the
+CLI (and later the cluster loop) builds one and calls a single method.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from reconciler import desired as desired_state
+from reconciler.apply import Executor, Result
+from reconciler.approval import ApprovalGate
+from reconciler.audit import AuditEvent, AuditLog, Verdict
+from reconciler.backends import open_secrets, open_state
+from reconciler.clock import now as clock_now
+from reconciler.credentials import Credential, client_id_for, new_client_secret
+from reconciler.errors import ReconcilerError, UsageError
+from reconciler.gitsource import Revision, open_repository
+from reconciler.plan import LiveState, Plan, make_plan
+from reconciler.secretstore import Pickup
+from reconciler.status import status_json
+
+
+@dataclass
+class Config:
+    repo: str
+    ref: str
+    home: Path
+    gate: ApprovalGate | None = None  # needed only to plan
+    state_url: str | None = None
+    secrets_url: str | None = None
+    allow_loopback_webhooks: bool = False
+    check_interval: timedelta = timedelta(minutes=5)
+    actor: str = field(default_factory=lambda: f"cli:{_user()}")
+
+
+@dataclass
+class PlanOutcome:
+    plan: Plan
+    desired: desired_state.DesiredState
+    live: LiveState
+
+
+@dataclass
+class ApplyOutcome:
+    revision: str
+    results: list[Result]
+    checks: list[Result]
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "results": [result.to_json() for result in self.results + self.checks],
+        }
+
+
+class Reconciler:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        home = config.home
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state = open_state(config.state_url, home=home)
+        self.secrets = open_secrets(config.secrets_url, home=home)
+        self.audit = AuditLog(home / "audit.jsonl")
+
+    def close(self) -> None:
+        self.state.close()
+        self.secrets.close()
+
+    def __enter__(self) -> Reconciler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plan and apply ---------------------------------------------------------------------------
+
+    def plan(self) -> PlanOutcome:
+        if self.config.gate is None:
+            raise UsageError("planning needs an approval mode (--approval)")
+        now = clock_now()
+        repo = open_repository(self.config.repo, home=self.config.home)
+        revision = Revision(repo, self.config.ref)
+        live = LiveState(
+            records=self.state.partners(),
+            credentials=self.secrets.live_credentials(),
+            webhook_secrets=self.secrets.webhook_secret_names(),
+        )
+        desired = desired_state.build(
+            revision,
+            self.config.gate,
+            live.records,
+            self.state,
+            today=now.date(),
+            allow_loopback_webhooks=self.config.allow_loopback_webhooks,
+        )
+        plan = make_plan(desired, live, now=now, check_interval=self.config.check_interval)
+        return PlanOutcome(plan, desired, live)
+
+    def apply(self) -> ApplyOutcome:
+        with self._lock():
+            executor = self._executor(actor="reconciler")
+            executor.recover()
+            outcome = self.plan()
+            results = executor.run(outcome.plan, outcome.desired, outcome.live)
+            checks = executor.check(outcome.plan.checks)
+            executor.housekeeping(outcome.desired, outcome.plan, self.state.partners())
+        return ApplyOutcome(outcome.plan.revision, results, checks)
+
+    # --- credentials ------------------------------------------------------------------------------
+
+    def deliver(self, partner: str) -> Pickup | None:
+        """The one-time pickup of ``partner``; None (audited as refused) when there is none."""
+        with self._lock():
+            executor = self._executor()
+            executor.recover()
+            pickup = self.secrets.take_pickup(partner, now=clock_now())
+            executor.commit([], [])
+        return pickup
+
+    def rotate(self, partner: str) -> Credential:
+        """Force a rotation now; the old secret stays valid for the tenant's overlap."""
+        with self._lock():
+            executor = self._executor()
+            executor.recover()
+            record = self.state.partner(partner)
+            if record is None or record.phase in ("DECOMMISSIONED", "PENDING_APPROVAL") or record.suspended:
+                raise ReconcilerError(f"{partner} has no live integration to rotate (see partnerctl status)")
+            now = clock_now()
+            credential = self.secrets.rotate_credential(
+                partner, new_client_secret(), now=now, overlap_until=now + timedelta(days=record.overlap_days)
+            )
+            executor.commit([], [AuditEvent("partner.updated", partner, {"reason": "forced rotation"}, executor.actor)])
+        return credential
+
+    # --- status and audit -------------------------------------------------------------------------
+
+    def status(self, partner: str | None = None) -> list[dict[str, Any]]:
+        records = self.state.partners()
+        if partner is not None:
+            if partner not in records:
+                raise ReconcilerError(f"unknown partner {partner!r}; see partnerctl status for the list")
+            records = {partner: records[partner]}
+        live = self.secrets.live_credentials()
+        entries = []
+        for key, record in sorted(records.items()):
+            active = next((c for c in live.get(key, []) if c.state == "active"), None)
+            entries.append(status_json(record, active))
+        return entries
+
+    def verify_audit(self) -> Verdict:
+        return self.audit.verify(self.state.audit_head())
+
+    def client_id(self, partner: str) -> str:
+        return client_id_for(partner)
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _executor(self, actor: str | None = None) -> Executor:
+        return Executor(self.state, self.secrets, self.audit, now=clock_now(), actor=actor or self.config.actor)
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One writer per installation: apply, deliver and rotate never interleave."""
+        path = self.config.home / "lock"
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise UsageError(f"another partnerctl is applying in {self.config.home}; try again") from None
+                    time.sleep(0.1)
+            yield
+        finally:
+            os.close(descriptor)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

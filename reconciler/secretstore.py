@@ -1,0 +1,71 @@
+"""Secret material: keyed hashes of client secrets, sealed one-time pickups, webhook signing secrets.
+
+The interface is :class:`SecretStore`; backends live in ``reconciler/backends/``. The store hashes
+and seals itself, so its keys never leave it (as with Vault Transit). Every change of a credential
+also records an :class:`OutboxEvent` in the same transaction; the reconciler copies those into the
+audit log, so an event is never lost even if the process dies between the two stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from reconciler.credentials import Credential
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    id: int
+    partner: str
+    event: str
+    details: dict[str, Any]
+    time: str
+
+
+@dataclass(frozen=True)
+class Pickup:
+    """What a Tech Lead picks up once: the client secret and webhook signing secrets not yet delivered."""
+
+    partner: str
+    client_id: str
+    client_secret: str | None
+    webhook_secrets: dict[str, str] = field(default_factory=dict)
+
+
+class SecretStore(Protocol):
+    def live_credentials(self) -> dict[str, list[Credential]]:
+        """Active and previous (in overlap) credentials, by partner."""
+
+    def credentials(self, partner: str) -> list[Credential]:
+        """All generations of a partner's credential, revoked ones included, oldest first."""
+
+    def issue_credential(self, partner: str, client_id: str, secret: str, *, now: datetime, reason: str) -> Credential:
+        """Store the keyed hash of a new active credential and seal the secret for pickup."""
+
+    def rotate_credential(self, partner: str, secret: str, *, now: datetime, overlap_until: datetime) -> Credential:
+        """Make a new active credential; the current one stays valid until ``overlap_until``."""
+
+    def revoke_credential(self, credential_id: str, *, now: datetime, reason: str) -> None: ...
+
+    def verify(self, client_id: str, secret: str) -> Credential | None:
+        """The live credential matching ``client_id`` and ``secret`` (constant-time), or None."""
+
+    def put_webhook_secret(self, partner: str, webhook: str, secret: str, *, now: datetime) -> None:
+        """Keep a webhook's signing secret (encrypted) and add it to the partner's pickup."""
+
+    def webhook_secret(self, partner: str, webhook: str) -> str | None: ...
+
+    def webhook_secret_names(self) -> dict[str, set[str]]: ...
+
+    def remove_webhook_secret(self, partner: str, webhook: str) -> None: ...
+
+    def pending_pickups(self) -> set[str]: ...
+
+    def take_pickup(self, partner: str, *, now: datetime) -> Pickup | None:
+        """Unseal and destroy the partner's pickup; None (and a refusal event) when there is none."""
+
+    def events_after(self, cursor: int) -> list[OutboxEvent]: ...
+
+    def close(self) -> None: ...
