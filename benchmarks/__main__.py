@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from benchmarks import validate_bench
+from benchmarks import engine_bench, validate_bench
 
 if __name__ == "__main__":
     validate_bench.main()
+    engine_bench.main()

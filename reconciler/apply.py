@@ -77,9 +77,12 @@ class Executor:
             record = copy.deepcopy(live.records.get(key)) or PartnerRecord(key=key, phase="PROVISIONING")
             events: list[AuditEvent] = []
             done: list[Action] = []
+            partner = desired.partners.get(key)
             try:
+                if partner is not None and partner.manifest is not None and actions[0].action != "register-partner":
+                    self._adopt_spec(record, partner)  # the whole approved version is what gets applied
                 for action in actions:
-                    self._execute(action, record, desired.partners.get(key), desired, events)
+                    self._execute(action, record, partner, desired, events)
                     done.append(action)
             except Exception as error:  # one failing partner never blocks the others
                 message = f"{type(error).__name__}: {error}"
@@ -187,7 +190,8 @@ class Executor:
             webhook = action.details["name"]
             self.secrets.remove_webhook_secret(key, webhook)
             record.webhooks.pop(webhook, None)
-            events.append(self._event("partner.updated", key, {"webhookRemoved": webhook, "reason": action.reason}))
+            if action.reason != "decommissioned":  # partner.decommissioned says it all
+                events.append(self._event("partner.updated", key, {"webhookRemoved": webhook, "reason": action.reason}))
         elif name == "decommission-partner":
             record.phase = "DECOMMISSIONED"
             record.webhooks = {}

@@ -63,6 +63,9 @@ Verdict = Approved | Refused
 class ApprovalGate(Protocol):
     mode: str
 
+    def fingerprint(self) -> str | None:
+        """What, besides the commit, decides this gate's verdicts; None if a plan must never be memoised."""
+
     def review(self, revision: Revision, paths: set[str]) -> dict[str, Verdict]:
         """A verdict for every path: present at ``revision`` or known to live state."""
 
@@ -74,6 +77,9 @@ class NoApproval:
     """Approves every committed change as it is at the revision. Nothing is verified."""
 
     mode = "none"
+
+    def fingerprint(self) -> str | None:
+        return "none"
 
     def review(self, revision: Revision, paths: set[str]) -> dict[str, Verdict]:
         record = ApprovalRecord(

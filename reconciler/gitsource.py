@@ -51,7 +51,14 @@ class Revision:
         except (git.BadName, git.BadObject, ValueError, git.GitCommandError):
             raise RepositoryError(f"unknown git ref {ref!r} in {repo.working_dir or repo.git_dir}") from None
         self.sha = self.commit.hexsha
-        self.entries = self._list()
+        self._entries: dict[str, Entry] | None = None
+
+    @property
+    def entries(self) -> dict[str, Entry]:
+        """Manifest files at this commit (listed on first use: a memoised plan never needs them)."""
+        if self._entries is None:
+            self._entries = self._list()
+        return self._entries
 
     def _list(self) -> dict[str, Entry]:
         output = self.repo.git.ls_tree("-r", "-z", "--full-tree", self.sha, "--", PARTNERS_DIR, POLICIES_DIR)

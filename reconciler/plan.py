@@ -89,6 +89,23 @@ def make_plan(desired: DesiredState, live: LiveState, *, now: datetime, check_in
     return plan
 
 
+def stable_until(desired: DesiredState, live: LiveState, *, now: datetime, check_interval: timedelta) -> datetime:
+    """The earliest moment a plan over unchanged inputs could differ: a rotation or overlap falling due,
+    a connectivity check falling due, or the date changing (legal bases and validation use today)."""
+    moments = [datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)]
+    for key, partner in desired.partners.items():
+        record = live.records.get(key)
+        rotation_days, _ = rotation_settings(partner, record)
+        for credential in live.credentials.get(key, []):
+            if credential.state == "active":
+                moments.append(credential.rotates_at(rotation_days))
+            elif credential.revoke_after is not None:
+                moments.append(credential.revoke_after)
+        if record is not None and record.last_check_at is not None:
+            moments.append(datetime.fromisoformat(record.last_check_at) + check_interval)
+    return min(moments)
+
+
 def desired_spec(partner: DesiredPartner, record: PartnerRecord | None) -> dict[str, Any]:
     """The approved spec: from the manifest when it was read, else the applied one."""
     if partner.manifest is not None:

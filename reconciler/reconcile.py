@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import getpass
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from reconciler.clock import now as clock_now
 from reconciler.credentials import Credential, client_id_for, new_client_secret
 from reconciler.errors import ReconcilerError, UsageError
 from reconciler.gitsource import Revision, open_repository
-from reconciler.plan import LiveState, Plan, make_plan
+from reconciler.plan import LiveState, Plan, make_plan, stable_until
 from reconciler.secretstore import Pickup
 from reconciler.status import status_json
 
@@ -89,12 +90,21 @@ class Reconciler:
 
     # --- plan and apply ---------------------------------------------------------------------------
 
-    def plan(self) -> PlanOutcome:
+    def plan(self, *, use_memo: bool = True) -> PlanOutcome:
+        """Plan from scratch, or answer from the memo when no input has changed since the last plan
+        that had nothing to do: same commit, gate, options and store versions (bumped by triggers,
+        hand edits included), and no rotation, check or date change due yet."""
         if self.config.gate is None:
             raise UsageError("planning needs an approval mode (--approval)")
         now = clock_now()
         repo = open_repository(self.config.repo, home=self.config.home)
         revision = Revision(repo, self.config.ref)
+        memo_key = self._memo_key(revision, self.config.gate) if use_memo else None
+        if memo_key is not None:
+            memo = self.state.cached([memo_key]).get(memo_key)
+            if memo is not None and memo["from"] <= now.isoformat() < memo["until"]:
+                plan = Plan(revision.sha, [], memo["checks"], memo["blocked"])
+                return PlanOutcome(plan, desired_state.DesiredState(revision.sha), LiveState({}, {}, {}))
         live = LiveState(
             records=self.state.partners(),
             credentials=self.secrets.live_credentials(),
@@ -109,7 +119,25 @@ class Reconciler:
             allow_loopback_webhooks=self.config.allow_loopback_webhooks,
         )
         plan = make_plan(desired, live, now=now, check_interval=self.config.check_interval)
+        if memo_key is not None and not plan.actions and not any(b.never_approved for b in desired.blocked.values()):
+            until = stable_until(desired, live, now=now, check_interval=self.config.check_interval)
+            memo = {"from": now.isoformat(), "until": until.isoformat(), "checks": plan.checks, "blocked": plan.blocked}
+            self.state.cache({memo_key: memo})
         return PlanOutcome(plan, desired, live)
+
+    def _memo_key(self, revision: Revision, gate: ApprovalGate) -> str | None:
+        parts = [
+            revision.sha,
+            gate.fingerprint(),
+            self.state.version(),
+            self.secrets.version(),
+            str(self.config.allow_loopback_webhooks),
+            str(self.config.check_interval.total_seconds()),
+            desired_state.VALIDATION_VERSION,
+        ]
+        if any(part is None for part in parts):
+            return None
+        return "plan|" + hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()
 
     def apply(self) -> ApplyOutcome:
         with self._lock():

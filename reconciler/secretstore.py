@@ -68,4 +68,7 @@ class SecretStore(Protocol):
 
     def events_after(self, cursor: int) -> list[OutboxEvent]: ...
 
+    def version(self) -> str | None:
+        """Changes whenever credentials or webhook secrets change, by partnerctl or by hand; None if unknowable."""
+
     def close(self) -> None: ...

@@ -94,6 +94,9 @@ class StateStore(Protocol):
     def commit(self, records: list[PartnerRecord], head: AuditHead | None = None) -> None:
         """Write ``records`` and move the audit head, all or nothing."""
 
+    def version(self) -> str | None:
+        """Changes whenever partner records change, by partnerctl or by hand; None if unknowable."""
+
     def cached(self, keys: list[str]) -> dict[str, Any]:
         """Memoised results (e.g. validation of a blob) by key; missing keys are absent."""
 

@@ -19,6 +19,26 @@ def connect(path: Path, schema: str) -> sqlite3.Connection:
     return db
 
 
+def change_counter(tables: tuple[str, ...]) -> str:
+    """DDL for a counter that every change to ``tables`` bumps, by triggers, so that even a hand edit
+    with the sqlite3 shell is seen (used to know when a memoised plan is still valid)."""
+    statements = [
+        "CREATE TABLE IF NOT EXISTS changes (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);",
+        "INSERT OR IGNORE INTO changes (id, version) VALUES (1, 0);",
+    ]
+    for table in tables:
+        for operation in ("INSERT", "UPDATE", "DELETE"):
+            statements.append(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_{operation.lower()}_counts AFTER {operation} ON {table} "
+                "BEGIN UPDATE changes SET version = version + 1 WHERE id = 1; END;"
+            )
+    return "\n".join(statements)
+
+
+def read_counter(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT version FROM changes WHERE id = 1").fetchone()[0])
+
+
 class Transaction:
     """``with Transaction(db):`` — BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on an exception."""
 

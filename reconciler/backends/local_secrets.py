@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from reconciler.backends._sqlite import Transaction, connect
+from reconciler.backends._sqlite import Transaction, change_counter, connect, read_counter
 from reconciler.credentials import Credential, client_id_for, hashes_match, keyed_hash
 from reconciler.errors import ReconcilerError
 from reconciler.secretstore import OutboxEvent, Pickup
@@ -48,7 +48,11 @@ class LocalSecretStore:
         master = _master_key(folder / "secrets.key")
         self._hmac_key = _derive(master, b"partnerctl client-secret hmac")
         self._aead = AESGCM(_derive(master, b"partnerctl sealing"))
-        self._db = connect(folder / "secrets.db", _SCHEMA)
+        self._db = connect(folder / "secrets.db", _SCHEMA + change_counter(("credentials", "webhook_secrets")))
+        self._folder = folder
+
+    def version(self) -> str | None:
+        return f"{(self._folder / 'secrets.db').stat().st_ino}:{read_counter(self._db)}"
 
     # --- credentials ------------------------------------------------------------------------------
 

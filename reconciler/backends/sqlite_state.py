@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends._sqlite import Transaction, connect
+from reconciler.backends._sqlite import Transaction, change_counter, connect, read_counter
 from reconciler.statestore import AuditHead, PartnerRecord
 
 _SCHEMA = """
@@ -22,7 +22,11 @@ class SqliteStateStore:
     """State in SQLite (WAL): readers such as the gateway never block the reconciler."""
 
     def __init__(self, path: Path) -> None:
-        self._db = connect(path, _SCHEMA)
+        self._db = connect(path, _SCHEMA + change_counter(("partners",)))
+        self._path = path
+
+    def version(self) -> str | None:
+        return f"{self._path.stat().st_ino}:{read_counter(self._db)}"
 
     def partners(self) -> dict[str, PartnerRecord]:
         rows = self._db.execute("SELECT key, data FROM partners")

@@ -1,0 +1,67 @@
+"""Driving plan/apply/status/credentials through the CLI against a git repository and a --home."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconciler.backends.local_secrets import LocalSecretStore
+from tests.support.cli import Result, partnerctl
+from tests.support.gitrepo import GitPartnerRepo
+
+
+@dataclass
+class Installation:
+    """A reconciler installation (``--home``) pointed at one partner repository."""
+
+    repo: GitPartnerRepo
+    home: Path
+
+    def run(self, *args: str, approval: str = "none") -> Result:
+        return partnerctl("--repo", str(self.repo.root), "--home", str(self.home), "--approval", approval, *args)
+
+    def json(self, *args: str) -> Any:
+        result = self.run("--output", "json", *args)
+        assert result.exit_code in (0, 2), result
+        return result.json()
+
+    def plan(self) -> dict[str, Any]:
+        result = self.run("--output", "json", "plan")
+        assert result.exit_code == 0, result
+        return dict(result.json())
+
+    def apply(self) -> dict[str, Any]:
+        result = self.run("--output", "json", "apply")
+        assert result.exit_code == 0, result
+        return dict(result.json())
+
+    def actions(self) -> list[tuple[str, str, str]]:
+        return [(a["partner"], a["action"], a["reason"]) for a in self.plan()["actions"]]
+
+    def status(self, partner: str | None = None) -> dict[str, Any]:
+        result = self.run("--output", "json", "status", *([partner] if partner else []))
+        assert result.exit_code == 0, result
+        entries = result.json()["partners"]
+        return {entry["partner"]: entry for entry in entries}
+
+    def deliver(self, partner: str) -> dict[str, Any]:
+        result = self.run("--output", "json", "credentials", "deliver", partner)
+        assert result.exit_code == 0, result
+        return dict(result.json())
+
+    def audit(self) -> list[dict[str, Any]]:
+        result = self.run("--output", "json", "audit", "log")
+        return list(result.json()["entries"])
+
+    def events(self, partner: str | None = None) -> list[str]:
+        return [entry["event"] for entry in self.audit() if partner is None or entry["partner"] == partner]
+
+    def secrets(self) -> LocalSecretStore:
+        return LocalSecretStore(self.home / "secrets")
+
+    def sql(self, database: str, statement: str, *params: object) -> list[tuple[Any, ...]]:
+        """Change a store behind the reconciler's back, as an operator or attacker would."""
+        with sqlite3.connect(self.home / database) as db:
+            return db.execute(statement, params).fetchall()
