@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support.engine import Installation
 from tests.support.gitrepo import GitPartnerRepo
-from tests.support.repo import TODAY, PartnerRepo
+from tests.support.repo import TENANT, TODAY, PartnerRepo, policy_text
+from tests.support.signing import Signer, make_signer, trailers, trust_root_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,3 +42,35 @@ def git_repo(tmp_path: Path) -> GitPartnerRepo:
 def installation(git_repo: GitPartnerRepo, tmp_path: Path) -> Installation:
     """An empty reconciler installation (--home) reading ``git_repo``."""
     return Installation(git_repo, tmp_path / "home")
+
+
+@dataclass(frozen=True)
+class People:
+    owner: Signer  # a platform owner, in the trust root
+    alice: Signer  # Tenant Admin of ministry-social-affairs
+    bob: Signer  # Tenant Admin of another tenant
+    mallory: Signer  # nobody's approver
+
+
+@pytest.fixture(scope="session")
+def people(tmp_path_factory: pytest.TempPathFactory) -> People:
+    folder = tmp_path_factory.mktemp("keys")
+    return People(
+        owner=make_signer(folder, "Olivia Owner", "owner@platform.example"),
+        alice=make_signer(folder, "Alice Admin", "alice@msa.example"),
+        bob=make_signer(folder, "Bob Admin", "bob@other.example"),
+        mallory=make_signer(folder, "Mallory", "mallory@evil.example"),
+    )
+
+
+@pytest.fixture
+def approved(tmp_path: Path, people: People) -> Installation:
+    """A git-mode installation whose repository's catalog and two tenant policies are approved by the
+    trust root, with Alice the admin of ministry-social-affairs and Bob of ``other``."""
+    trust_root = tmp_path / "trust-root.yaml"
+    trust_root.write_text(trust_root_yaml(people.owner))
+    repo = GitPartnerRepo.create(tmp_path / "approved-repo")
+    repo.write(f"policies/{TENANT}.yaml", policy_text(TENANT, people.alice.approver_yaml("alice-msa")))
+    repo.write("policies/other.yaml", policy_text("other", people.bob.approver_yaml("bob-other")))
+    repo.commit("Platform: catalog and tenants" + trailers(people.owner.email, "PLAT-2026-001"), signer=people.owner)
+    return Installation(repo, tmp_path / "home", trust_root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -11,16 +12,40 @@ import click
 from reconciler.approval import ApprovalGate, NoApproval
 from reconciler.cli.options import Settings
 from reconciler.errors import UsageError
+from reconciler.gitapproval import GitApproval, load_trust_root
+from reconciler.loader import YamlProblem
+from reconciler.manifests import TrustRoot
 from reconciler.reconcile import Config, Reconciler
 
 
 def approval_gate(settings: Settings) -> ApprovalGate:
     if settings.approval == "none":
         return NoApproval()
+    if settings.approval == "git":
+        root, digest = trust_root(settings)
+        return GitApproval(root, digest=digest)
     raise UsageError(
-        f"--approval {settings.approval} is not available in this version yet; "
-        "use --approval none to apply without verifying approvals"
+        f"--approval {settings.approval} is not available in this version yet; use --approval git (signed "
+        "approval commits) or --approval none (nothing verified)"
     )
+
+
+def trust_root(settings: Settings) -> tuple[TrustRoot, str]:
+    path = settings.trust_root or (Path(os.environ["PARTNERCTL_TRUST_ROOT"]) if os.environ.get("PARTNERCTL_TRUST_ROOT")
+                                   else None)  # fmt: skip
+    if path is None:
+        raise UsageError(
+            "--approval git needs --trust-root FILE (env PARTNERCTL_TRUST_ROOT): the platform owners who approve "
+            "tenant policies, kept outside the reconciled repository. For a trial without verification: "
+            "--approval none"
+        )
+    try:
+        root, digest = load_trust_root(path)
+    except OSError as error:
+        raise UsageError(f"--trust-root {path}: {error.strerror}") from None
+    except (YamlProblem, ValueError) as error:
+        raise UsageError(f"--trust-root {path} is not a valid TrustRoot: {str(error).splitlines()[0]}") from None
+    return root, digest
 
 
 def reconciler(

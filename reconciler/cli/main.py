@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from reconciler.cli import approve as approve_command
 from reconciler.cli import reconcile_commands, status_commands
 from reconciler.cli import validate as validate_command
 from reconciler.cli.options import Settings, base_settings, common_options
@@ -36,6 +37,7 @@ cli.add_command(reconcile_commands.apply)
 cli.add_command(status_commands.status)
 cli.add_command(status_commands.credentials)
 cli.add_command(status_commands.audit)
+cli.add_command(approve_command.approve)
 
 
 def main() -> None:

@@ -268,12 +268,6 @@ def test_delivery_is_once_and_a_second_pickup_is_refused_and_audited(installatio
     assert installation.events(ACME)[-2:] == ["credential.delivered", "credential.delivery_refused"]
 
 
-def test_git_approval_mode_is_not_pretended(installation: Installation) -> None:
-    result = installation.run("plan", approval="git")
-    assert result.exit_code == 2
-    assert "--approval none" in result.stderr
-
-
 def test_not_a_git_repository_is_a_clear_error(installation: Installation, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.support.cli import partnerctl
 

@@ -18,9 +18,12 @@ class Installation:
 
     repo: GitPartnerRepo
     home: Path
+    trust_root: Path | None = None  # set: approvals are verified (--approval git)
 
-    def run(self, *args: str, approval: str = "none") -> Result:
-        return partnerctl("--repo", str(self.repo.root), "--home", str(self.home), "--approval", approval, *args)
+    def run(self, *args: str, approval: str | None = None) -> Result:
+        mode = approval or ("git" if self.trust_root else "none")
+        extra = ["--trust-root", str(self.trust_root)] if self.trust_root and mode == "git" else []
+        return partnerctl("--repo", str(self.repo.root), "--home", str(self.home), "--approval", mode, *extra, *args)
 
     def json(self, *args: str) -> Any:
         result = self.run("--output", "json", *args)

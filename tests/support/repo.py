@@ -90,6 +90,15 @@ spec:
   suspended: false
 """
 
+ALICE_APPROVER = f'{{name: Alice Admin, email: alice@msa.example, github: alice-msa, sshKey: "{ALICE_KEY}"}}'
+
+
+def policy_text(tenant: str = TENANT, approver: str = ALICE_APPROVER) -> str:
+    """The tenant policy above, for ``tenant``, with ``approver`` (a YAML flow mapping) as its approver."""
+    assert ALICE_APPROVER in POLICY
+    return POLICY.replace(ALICE_APPROVER, approver).replace(TENANT, tenant)
+
+
 # The date the texts above are valid on; tests set PARTNERCTL_NOW to it.
 TODAY = "2026-11-28T12:00:00Z"
 

@@ -1,0 +1,131 @@
+"""``partnerctl approve``: a Tenant Admin's signed approval of a branch, as a merge commit (git mode)."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import click
+import git
+
+from reconciler import clock
+from reconciler.cli.options import common_options, settings_from
+from reconciler.errors import RepositoryError, UsageError
+from reconciler.gitsource import Revision, open_repository
+from reconciler.validation import Validator, is_manifest_path
+
+
+@click.command()
+@click.argument("branch")
+@click.option("--policy-document", required=True, help="ID of the legal or policy document this approval rests on.")
+@click.option("--into", "target", help="Branch to merge into (default: the checked-out branch).")
+@click.option("--signing-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="SSH private key that signs (default: git config user.signingkey).")  # fmt: skip
+@click.option("--approver", help="Your approver e-mail for Approved-by (default: git config user.email).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@common_options
+@click.pass_context
+def approve(
+    ctx: click.Context,
+    /,
+    branch: str,
+    policy_document: str,
+    target: str | None,
+    signing_key: Path | None,
+    approver: str | None,
+    yes: bool,
+    **given: Any,
+) -> None:
+    """Merge BRANCH with an SSH-signed merge commit carrying Approved-by and Policy-Document.
+
+    Shows the manifest files the merge approves and their validation first.
+
+    \b
+    Example:
+      partnerctl approve onboard-acme-bank --policy-document DPA-2026-031
+    """
+    settings = settings_from(ctx, given)
+    repo = open_repository(settings.repo, home=Path(settings.home))
+    if repo.bare:
+        raise UsageError("approve works in a checkout of the partner repository")
+    target = target or _current_branch(repo)
+    key = str(signing_key) if signing_key else _config(repo, "user.signingkey")
+    email = approver or _config(repo, "user.email")
+    if not key:
+        raise UsageError("no signing key: pass --signing-key ~/.ssh/id_ed25519 or set git config user.signingkey")
+    if not email:
+        raise UsageError("no approver e-mail: pass --approver or set git config user.email")
+
+    base, tip = Revision(repo, target), Revision(repo, branch)
+    changed = _changed_manifests(repo, target, branch)
+    if not changed:
+        raise UsageError(f"{branch} changes no partner or policy file against {target}; nothing to approve")
+    click.echo(f"Approving {branch} into {target} ({base.sha[:12]}..{tip.sha[:12]}) as {email}, "
+               f"policy document {policy_document}. This approves:")  # fmt: skip
+    for status, path in changed:
+        click.echo(f"  {status} {path}")
+    report = Validator(tip, today=clock.now().date()).validate(
+        [path for status, path in changed if status != "D" and path.startswith("partners/")]
+    )
+    for violation in report.violations:
+        click.echo(f"  {violation.file}:{violation.line}: {violation.code} {violation.message}")
+    if not report.valid:
+        raise UsageError("the branch has violations (above); fix them before approving")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not a terminal: confirm with --yes")
+        click.confirm("Sign and merge?", abort=True)
+
+    message = (
+        f"Approve {branch} into {target}\n\n"
+        + "".join(f"{status} {path}\n" for status, path in changed)
+        + f"\nApproved-by: {email}\nPolicy-Document: {policy_document}\n"
+    )
+    merged = _signed_merge(repo, target, branch, key, message)
+    click.echo(
+        f"Approved: signed merge commit {merged[:12]} on {target} at {clock.now().astimezone(UTC):%Y-%m-%d %H:%M}Z"
+    )
+
+
+def _changed_manifests(repo: git.Repo, target: str, branch: str) -> list[tuple[str, str]]:
+    output = repo.git.diff("--name-status", "--no-renames", f"{target}...{branch}", "--", "partners", "policies")
+    changes = []
+    for line in output.splitlines():
+        status, path = line.split("\t", 1)
+        if is_manifest_path(path):
+            changes.append((status[0], path))
+    return changes
+
+
+def _signed_merge(repo: git.Repo, target: str, branch: str, key: str, message: str) -> str:
+    try:
+        tree = repo.git.merge_tree("--write-tree", target, branch).splitlines()[0]
+    except git.GitCommandError:
+        raise RepositoryError(f"{branch} does not merge cleanly into {target}; rebase it first") from None
+    old = repo.commit(target).hexsha
+    command = ["git", "-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "commit-tree", tree,
+               "-p", old, "-p", repo.commit(branch).hexsha, "-S", "-m", message]  # fmt: skip
+    try:
+        merged = str(repo.git.execute(command)).strip()
+    except git.GitCommandError as error:
+        raise RepositoryError(f"signing failed: {error.stderr.strip()}") from None
+    if not repo.head.is_detached and repo.active_branch.name == target:
+        repo.git.merge("--ff-only", merged)
+    else:
+        repo.git.update_ref(f"refs/heads/{target}", merged, old)
+    return merged
+
+
+def _current_branch(repo: git.Repo) -> str:
+    if repo.head.is_detached:
+        raise UsageError("HEAD is detached: name the target branch with --into")
+    return repo.active_branch.name
+
+
+def _config(repo: git.Repo, name: str) -> str | None:
+    try:
+        return str(repo.git.config("--get", name)).strip() or None
+    except git.GitCommandError:
+        return None
