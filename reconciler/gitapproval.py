@@ -62,20 +62,28 @@ class _History:
     pending: dict[str, Refused] = field(default_factory=dict)
 
 
-class GitApproval:
-    """Reads approvals from signed commits; tenant policies are approved by ``trust_root``."""
+class HistoryGate:
+    """Finds each file's newest approved version on the first-parent history; subclasses say what
+    makes one commit a valid approval (:meth:`judge`)."""
 
-    mode = "git"
+    mode = "history"
 
     def __init__(self, trust_root: TrustRoot, *, digest: str) -> None:
         self.trust_root = trust_root
         self._digest = digest
 
     def fingerprint(self) -> str | None:
-        return f"git|{self._digest}"
+        return f"{self.mode}|{self._digest}"
 
     def warning(self) -> str | None:
         return None
+
+    def prepare(self, revision: Revision, commits: list[Commit]) -> None:
+        """Fetch what :meth:`judge` needs for these commits, in bulk."""
+
+    def judge(self, commit: Commit, allowed: list[Approver], who: str) -> tuple[str, str] | ApprovalRecord:
+        """The approval ``commit`` gives a file that ``allowed`` may approve, or (reason, message)."""
+        raise NotImplementedError
 
     def review(self, revision: Revision, paths: set[str]) -> dict[str, Verdict]:
         history = self._walk(revision)
@@ -96,41 +104,57 @@ class GitApproval:
     # --- the walk ---------------------------------------------------------------------------------
 
     def _walk(self, revision: Revision) -> _History:
-        commits = _first_parent_changes(revision)
-        signatures = _signatures(revision, self._allowed_signers(revision, commits))
+        commits = [commit for commit in _first_parent_changes(revision) if any(map(is_manifest_path, commit.changes))]
+        self.prepare(revision, commits)
         history = _History()
         for commit in commits:
-            relevant = {path: blob for path, blob in commit.changes.items() if is_manifest_path(path)}
-            if not relevant:
-                continue
-            signature = signatures.get(commit.sha, Signature("N", ""))
-            for path, blob in relevant.items():
+            for path, blob in commit.changes.items():
+                if not is_manifest_path(path):
+                    continue
                 allowed, who = self._allowed_for(path, history, revision)
-                problem = _judge(commit, signature, allowed, who)
-                if problem is None:
-                    trailers = _trailers(commit.message)
-                    record = ApprovalRecord(
-                        commit=commit.sha,
-                        approver=_email(trailers.get("approved-by", "")),
-                        policy_document=trailers.get("policy-document"),
-                        approved_at=commit.date,
-                    )
-                    history.approved[path] = Approved(None if blob == _EMPTY_BLOB else blob, record)
+                verdict = self.judge(commit, allowed, who)
+                if isinstance(verdict, ApprovalRecord):
+                    history.approved[path] = Approved(None if blob == _EMPTY_BLOB else blob, verdict)
                     history.pending.pop(path, None)
                 else:
-                    reason, message = problem
+                    reason, message = verdict
                     history.pending[path] = Refused(reason, f"{path} changed in {commit.sha[:12]}: {message}")
         return history
 
-    def _allowed_for(self, path: str, history: _History, revision: Revision) -> tuple[dict[str, Approver], str]:
-        """Approvers (by key fingerprint) allowed to approve ``path`` now, and how to name them."""
+    def _allowed_for(self, path: str, history: _History, revision: Revision) -> tuple[list[Approver], str]:
+        """Approvers allowed to approve ``path`` as of the history so far, and how to name them."""
         if path.startswith(PARTNERS_DIR + "/"):
             tenant = path.split("/")[1]
-            policy_path = f"{POLICIES_DIR}/{tenant}.yaml"
-            approved = history.approved.get(policy_path)
+            approved = history.approved.get(f"{POLICIES_DIR}/{tenant}.yaml")
             approvers = _policy_approvers(revision, approved.blob) if approved and approved.blob else []
-            return _by_key(approvers), f"a Tenant Admin of {tenant}"
-        return _by_key(self.trust_root.spec.approvers), "a platform owner (trust root)"
+            return approvers, f"a Tenant Admin of {tenant}"
+        return list(self.trust_root.spec.approvers), "a platform owner (trust root)"
+
+
+def names_of(approvers: list[Approver]) -> str:
+    return ", ".join(f"{approver.name} <{approver.email}>" for approver in approvers) or "nobody yet"
+
+
+class GitApproval(HistoryGate):
+    """Approvals are SSH-signed commits with Approved-by and Policy-Document trailers."""
+
+    mode = "git"
+
+    def prepare(self, revision: Revision, commits: list[Commit]) -> None:
+        self._signatures = _signatures(revision, self._allowed_signers(revision, commits))
+
+    def judge(self, commit: Commit, allowed: list[Approver], who: str) -> tuple[str, str] | ApprovalRecord:
+        signature = self._signatures.get(commit.sha, Signature("N", ""))
+        problem = _judge(commit, signature, _by_key(allowed), who)
+        if problem is not None:
+            return problem
+        trailers = _trailers(commit.message)
+        return ApprovalRecord(
+            commit=commit.sha,
+            approver=_email(trailers.get("approved-by", "")),
+            policy_document=trailers.get("policy-document"),
+            approved_at=commit.date,
+        )
 
     def _allowed_signers(self, revision: Revision, commits: list[Commit]) -> str:
         """Every key that could approve anything in this history, as git's allowed-signers lines."""
@@ -147,8 +171,7 @@ class GitApproval:
 
 def _judge(commit: Commit, signature: Signature, allowed: dict[str, Approver], who: str) -> tuple[str, str] | None:
     """None when ``commit`` validly approves a file that ``allowed`` may approve; else (reason, message)."""
-    names = ", ".join(f"{approver.name} <{approver.email}>" for approver in allowed.values()) or "nobody yet"
-    needs = f"it needs a signed approval by {who}: {names}"
+    needs = f"it needs a signed approval by {who}: {names_of(list(allowed.values()))}"
     trailers = _trailers(commit.message)
     if signature.status == "N":
         if "approved-by" in trailers:

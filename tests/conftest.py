@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support.engine import Installation
+from tests.support.github import TOKEN as GITHUB_TOKEN
+from tests.support.github import FakeGitHub, RunningGitHub
 from tests.support.gitrepo import GitPartnerRepo
 from tests.support.repo import TENANT, TODAY, PartnerRepo, policy_text
 from tests.support.signing import Signer, make_signer, trailers, trust_root_yaml
@@ -74,3 +77,15 @@ def approved(tmp_path: Path, people: People) -> Installation:
     repo.write("policies/other.yaml", policy_text("other", people.bob.approver_yaml("bob-other")))
     repo.commit("Platform: catalog and tenants" + trailers(people.owner.email, "PLAT-2026-001"), signer=people.owner)
     return Installation(repo, tmp_path / "home", trust_root)
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
+    """A local GitHub REST API; GITHUB_API_URL, GITHUB_TOKEN and GITHUB_REPOSITORY point at it."""
+    fake = FakeGitHub()
+    server = RunningGitHub(fake)
+    monkeypatch.setenv("GITHUB_API_URL", server.url)
+    monkeypatch.setenv("GITHUB_TOKEN", GITHUB_TOKEN)
+    monkeypatch.setenv("GITHUB_REPOSITORY", fake.repository)
+    yield fake
+    server.stop()

@@ -13,6 +13,7 @@ from reconciler.approval import ApprovalGate, NoApproval
 from reconciler.cli.options import Settings
 from reconciler.errors import UsageError
 from reconciler.gitapproval import GitApproval, load_trust_root
+from reconciler.githubapproval import GitHubApproval, client_from_environment
 from reconciler.loader import YamlProblem
 from reconciler.manifests import TrustRoot
 from reconciler.reconcile import Config, Reconciler
@@ -24,10 +25,8 @@ def approval_gate(settings: Settings) -> ApprovalGate:
     if settings.approval == "git":
         root, digest = trust_root(settings)
         return GitApproval(root, digest=digest)
-    raise UsageError(
-        f"--approval {settings.approval} is not available in this version yet; use --approval git (signed "
-        "approval commits) or --approval none (nothing verified)"
-    )
+    root, digest = trust_root(settings)
+    return GitHubApproval(root, digest=digest, client=client_from_environment(settings.github_repo))
 
 
 def trust_root(settings: Settings) -> tuple[TrustRoot, str]:

@@ -28,6 +28,7 @@ class Settings:
     output: str = "text"
     home: Path = Path(".partnerctl")
     dev_allow_loopback_webhooks: bool = False
+    github_repo: str | None = None
 
 
 _OPTIONS: list[Callable[[F], F]] = [
@@ -36,6 +37,7 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option("--state", help="State store URL (default: sqlite under --home)."),
     click.option("--secrets", help="Secret store URL (default: local store under --home)."),
     click.option("--approval", type=click.Choice(["git", "github", "none"]), help="Approval evidence mode."),
+    click.option("--github-repo", help="OWNER/NAME for --approval github (env GITHUB_REPOSITORY)."),
     click.option("--trust-root", type=click.Path(dir_okay=False, path_type=Path), help="TrustRoot file (out of band)."),
     click.option("--output", "-o", type=click.Choice(OUTPUT_FORMATS), help="Output format (default: text)."),
     click.option(

@@ -22,7 +22,7 @@ class Installation:
 
     def run(self, *args: str, approval: str | None = None) -> Result:
         mode = approval or ("git" if self.trust_root else "none")
-        extra = ["--trust-root", str(self.trust_root)] if self.trust_root and mode == "git" else []
+        extra = ["--trust-root", str(self.trust_root)] if self.trust_root and mode != "none" else []
         return partnerctl("--repo", str(self.repo.root), "--home", str(self.home), "--approval", mode, *extra, *args)
 
     def json(self, *args: str) -> Any:

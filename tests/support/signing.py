@@ -52,7 +52,7 @@ def trailers(approver: str | None, policy_document: str | None) -> str:
 
 
 def trust_root_yaml(*owners: Signer) -> str:
-    approvers = "\n".join(f"    - {owner.approver_yaml()}" for owner in owners)
+    approvers = "\n".join(f"    - {owner.approver_yaml(owner.email.split('@')[0] + '-gh')}" for owner in owners)
     return (
         "apiVersion: partners.scp.dev/v1\nkind: TrustRoot\nmetadata: {name: platform-owners}\n"
         f"spec:\n  approvers:\n{approvers}\n"
