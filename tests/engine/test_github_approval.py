@@ -51,7 +51,7 @@ def test_an_approved_pull_request_applies(on_github: Installation, github: FakeG
     _, head, merge = pull_request(on_github, github)
     github.review(2, ALICE, "APPROVED", head)
     plan = run_github(on_github, "plan")
-    assert [a["action"] for a in plan["actions"]][0] == "register-partner"
+    assert next(a["action"] for a in plan["actions"]) == "register-partner"
     run_github(on_github, "apply")
     record = on_github.status()[ACME]["approval"]
     assert record["commit"] == merge

@@ -61,8 +61,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"})
         if fake.rate_limited_requests > 0:
             fake.rate_limited_requests -= 1
-            return self._send(403, {"message": "API rate limit exceeded"},
-                              {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 1)})  # fmt: skip
+            limit = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 1)}
+            return self._send(403, {"message": "API rate limit exceeded"}, limit)
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
         segments = parts.path.strip("/").split("/")
