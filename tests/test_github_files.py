@@ -24,11 +24,24 @@ def steps(document: dict[str, Any]) -> list[str]:
 
 def test_every_workflow_parses_with_jobs_and_least_privilege() -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert {path.name for path in files} >= {"validate.yml", "ci.yml"}
+    assert {path.name for path in files} >= {"validate.yml", "ci.yml", "plan.yml"}
     for path in files:
         document = workflow(path.name)
         assert document["jobs"], path
-        assert document["permissions"] == {"contents": "read"}, path
+        expected = {"contents": "read", "pull-requests": "write"} if path.name == "plan.yml" else {"contents": "read"}
+        assert document["permissions"] == expected, path
+
+
+def test_plan_workflow_posts_one_updated_comment_with_plan_and_approvers() -> None:
+    document = workflow("plan.yml")
+    assert set(document["on"]["pull_request"]["paths"]) == {"partners/**", "policies/**"}
+    script = "\n".join(steps(document))
+    assert '--ref "$BASE" apply' in script and "--ref HEAD plan" in script
+    assert "partnerctl approvers" in script
+    poster = next(
+        step for job in document["jobs"].values() for step in job["steps"] if "github-script" in step.get("uses", "")
+    )
+    assert "updateComment" in poster["with"]["script"] and "<!-- partnerctl-plan -->" in poster["with"]["script"]
 
 
 def test_validate_runs_on_manifest_pull_requests_with_annotations() -> None:

@@ -14,6 +14,8 @@ from reconciler import clock
 from reconciler.cli.options import common_options, settings_from
 from reconciler.errors import RepositoryError, UsageError
 from reconciler.gitsource import Revision, open_repository
+from reconciler.loader import YamlProblem, load_document
+from reconciler.manifests import TenantPolicy
 from reconciler.validation import Validator, is_manifest_path
 
 
@@ -129,3 +131,42 @@ def _config(repo: git.Repo, name: str) -> str | None:
         return str(repo.git.config("--get", name)).strip() or None
     except git.GitCommandError:
         return None
+
+
+@click.command()
+@click.option("--base", default="origin/main", show_default=True, help="The branch the change will merge into.")
+@common_options
+@click.pass_context
+def approvers(ctx: click.Context, /, base: str, **given: Any) -> None:
+    """Who may approve the manifest changes between BASE and --ref (default HEAD).
+
+    Partner files need a Tenant Admin of their tenant as approved on BASE; tenant policies and the
+    scope catalog need a platform owner of the trust root.
+
+    \b
+    Example:
+      partnerctl approvers --base origin/main
+    """
+    settings = settings_from(ctx, given)
+    repo = open_repository(settings.repo, home=Path(settings.home))
+    on_base = Revision(repo, base)
+    lines = []
+    for status, path in _changed_manifests(repo, base, settings.ref):
+        if path.startswith("partners/"):
+            tenant = path.split("/")[1]
+            raw = on_base.read(f"policies/{tenant}.yaml")
+            try:
+                policy = TenantPolicy.model_validate(load_document(raw).data) if raw else None
+            except (YamlProblem, ValueError):
+                policy = None
+            who = (
+                ", ".join(
+                    f"{a.name} <{a.email}>" + (f" @{a.github}" if a.github else "") for a in policy.spec.approvers
+                )
+                if policy
+                else f"nobody yet: tenant {tenant} has no approved policy on {base}"
+            )
+            lines.append(f"{status} {path}: a Tenant Admin of {tenant}: {who}")
+        else:
+            lines.append(f"{status} {path}: a platform owner (trust root)")
+    click.echo("\n".join(lines) if lines else f"No partner or policy file changes against {base}.")

@@ -38,6 +38,7 @@ cli.add_command(status_commands.status)
 cli.add_command(status_commands.credentials)
 cli.add_command(status_commands.audit)
 cli.add_command(approve_command.approve)
+cli.add_command(approve_command.approvers)
 
 
 def main() -> None:

@@ -203,3 +203,20 @@ def test_partnerctl_approve_refuses_a_branch_with_violations(approved: Installat
 def test_partnerctl_approve_requires_a_policy_document(approved: Installation) -> None:
     propose(approved)
     assert approved.run("approve", "onboard-acme", "--yes").exit_code == 2
+
+
+def test_a_pull_request_plan_shows_only_its_changes_and_who_must_approve(
+    approved: Installation, people: People, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """What .github/workflows/plan.yml does: apply the base into a throwaway home, plan the branch."""
+    approved.repo.write_partner(PARTNER.replace("acme-bank", "beta-ngo"), name="beta-ngo")
+    approved.repo.commit("Beta" + trailers(people.alice.email, "DPA-0"), signer=people.alice)
+    propose(approved)
+    approved.repo.checkout("onboard-acme")
+    base_home = Installation(approved.repo, tmp_path / "base-home")
+    assert base_home.run("--ref", "main", "--output", "json", "apply").exit_code == 0
+    plan = base_home.run("--output", "json", "plan").json()
+    assert {a["partner"] for a in plan["actions"]} == {ACME}
+    who = approved.run("approvers", "--base", "main")
+    assert who.exit_code == 0
+    assert f"A {ACME_FILE}: a Tenant Admin of {TENANT}: Alice Admin <alice@msa.example> @alice-msa" in who.stdout
