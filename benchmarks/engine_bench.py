@@ -30,7 +30,8 @@ def first_apply(root: Path, home: Path) -> tuple[float, float]:
     script = Path(sys.executable).parent / "partnerctl"
     start = time.perf_counter()
     completed = subprocess.run(
-        [str(script), "--repo", str(root), "--home", str(home), "--approval", "none", "-o", "json", "apply"],
+        [str(script), "--repo", str(root), "--home", str(home), "--approval", "none", "--dev-allow-loopback-webhooks",
+         "-o", "json", "apply"],
         capture_output=True, text=True, check=False, env={**os.environ, "PARTNERCTL_NOW": NOW},
     )  # fmt: skip
     elapsed = time.perf_counter() - start
@@ -49,7 +50,9 @@ def main() -> dict[str, float]:
         repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
         elapsed, peak = first_apply(root, home)
 
-        engine = Reconciler(Config(repo=str(root), ref="HEAD", home=home, gate=NoApproval()))
+        engine = Reconciler(
+            Config(repo=str(root), ref="HEAD", home=home, gate=NoApproval(), allow_loopback_webhooks=True)
+        )
         baseline, measured, compared = [], [], []
         for _ in range(ROUNDS):
             start = time.perf_counter()

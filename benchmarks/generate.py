@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -9,8 +10,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TENANTS = ("ministry-social-affairs", "country-office-malawi")
 
 
-def generate_repository(root: Path, count: int) -> list[Path]:
-    """Write policies/ and ``count`` partner files under ``root``; return the partner files."""
+LOCAL_WEBHOOKS = "http://127.0.0.1:9"  # the discard port: nothing listens, pings fail at once, no DNS
+
+
+def generate_repository(root: Path, count: int, *, webhook_base: str | None = LOCAL_WEBHOOKS) -> list[Path]:
+    """Write policies/ and ``count`` partner files under ``root``; return the partner files.
+
+    Webhook URLs are moved to ``webhook_base`` (loopback: run with --dev-allow-loopback-webhooks) so
+    that connectivity checks never wait on DNS; None keeps the examples' public host names.
+    """
     shutil.copytree(PROJECT_ROOT / "policies", root / "policies", dirs_exist_ok=True)
     templates = {
         tenant: [path.read_text() for path in sorted((PROJECT_ROOT / "partners" / tenant).glob("*.yaml"))]
@@ -27,6 +35,8 @@ def generate_repository(root: Path, count: int) -> list[Path]:
         name = f"partner-{index:05d}"
         text = templates[tenant][choice].replace(f"name: {stems[tenant][choice]}", f"name: {name}", 1)
         text = text.replace("DSA-20", f"DSA-{index:05d}-20")
+        if webhook_base is not None:
+            text = re.sub(r"url: https://[^/\s]+", f"url: {webhook_base}", text)
         folder = root / "partners" / tenant
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.yaml"

@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
 
+import httpx
+
+from reconciler import webhooks
 from reconciler.audit import AuditEvent, AuditLog
 from reconciler.credentials import Credential, client_id_for, new_client_secret, new_webhook_secret
 from reconciler.desired import DesiredPartner, DesiredState
 from reconciler.plan import Action, LiveState, Plan, desired_spec, desired_webhooks, rotation_settings
 from reconciler.secretstore import SecretStore
-from reconciler.statestore import PartnerRecord, StateStore
+from reconciler.statestore import PartnerRecord, StateStore, WebhookRecord
 from reconciler.status import derive
+
+PING_TIMEOUT = 5.0
+PING_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -94,26 +101,67 @@ class Executor:
             results.extend(Result(key, action.action, True) for action in actions)
         return results
 
-    def check(self, keys: Iterable[str]) -> list[Result]:
-        """Connectivity checks: read the recorded handshake and move phase and health."""
+    def check(self, keys: Iterable[str], *, allow_loopback: bool = False) -> list[Result]:
+        """Connectivity checks: a signed ping to every webhook (in parallel), then the recorded handshake."""
         results = []
-        records = []
         held = self.secrets.webhook_secret_names()
         live = self.secrets.live_credentials()
-        for key in keys:
-            record = self.state.partner(key)
-            if record is None:
-                continue
+        records = [record for key in keys if (record := self.state.partner(key)) is not None]
+        pings = [
+            (record.key, hook.name, hook.url, secret)
+            for record in records
+            for hook in record.webhooks.values()
+            if (secret := self.secrets.webhook_secret(record.key, hook.name)) is not None  # else drift: re-registered
+        ]
+        with httpx.Client(timeout=PING_TIMEOUT, follow_redirects=False) as client:
+
+            def ping(job: tuple[str, str, str, str]) -> webhooks.Delivery:
+                key, name, url, secret = job
+                data = {"partner": key, "webhook": name}
+                return webhooks.send(url, "ping", data, secret=secret, allow_loopback=allow_loopback, client=client)
+
+            with ThreadPoolExecutor(max_workers=PING_CONCURRENCY) as pool:
+                deliveries = list(pool.map(ping, pings))
+        outcomes = {(key, name): delivery for (key, name, _, _), delivery in zip(pings, deliveries, strict=True)}
+        for record in records:
+            events: list[AuditEvent] = []
+            for hook in record.webhooks.values():
+                delivery = outcomes.get((record.key, hook.name))
+                if delivery is not None:
+                    events.extend(self._webhook_outcome(record, hook, delivery))
             record.last_check_at = self.now.isoformat()
-            derive(record, _active(live.get(key, [])), webhooks_held=held.get(key, set()), now=self.now)
-            records.append(record)
-            ok = record.phase == "ACTIVE"
-            results.append(Result(key, "check-connectivity", ok, None if ok else _not_active_reason(record)))
-        self.commit(records, [])
+            derive(record, _active(live.get(record.key, [])), webhooks_held=held.get(record.key, set()), now=self.now)
+            self.commit([record], events)
+            ok = (record.phase, record.health) == ("ACTIVE", "HEALTHY")
+            results.append(Result(record.key, "check-connectivity", ok, None if ok else _not_active_reason(record)))
         return results
+
+    def _webhook_outcome(
+        self, record: PartnerRecord, hook: WebhookRecord, delivery: webhooks.Delivery
+    ) -> list[AuditEvent]:
+        """LOG-01: failing from the first failure, flagged or deactivated at the tenant's limit."""
+        key, events = record.key, []
+        if delivery.ok:
+            if hook.state != "active":
+                events.append(self._event("webhook.recovered", key, {"name": hook.name, "code": "LOG-01"}))
+            hook.state, hook.consecutive_failures, hook.last_error = "active", 0, None
+            record.last_successful_sync = self.now.isoformat()
+            return events
+        hook.consecutive_failures += 1
+        hook.last_error = delivery.error
+        details = {"name": hook.name, "code": "LOG-01", "failures": hook.consecutive_failures, "error": delivery.error}
+        if hook.consecutive_failures >= record.max_failures and hook.state in ("active", "failing"):
+            hook.state = "deactivated" if record.on_failure == "deactivate" else "flagged"
+            events.append(self._event(f"webhook.{hook.state}", key, details))
+        elif hook.state == "active":
+            hook.state = "failing"
+            events.append(self._event("webhook.failing", key, details))
+        return events
 
     def housekeeping(self, desired: DesiredState, plan: Plan, records: dict[str, PartnerRecord]) -> None:
         """Record what changed without an action: new blocked partners, unchanged specs at new blobs."""
+        if desired.catalog is not None and self.state.setting("catalog") != desired.catalog:
+            self.state.put_setting("catalog", desired.catalog)
         acted = {action.partner for action in plan.actions}
         updates = []
         for key, blocked in desired.blocked.items():
@@ -213,6 +261,9 @@ class Executor:
         record.approval = partner.approval.to_json()
         record.suspended = bool(spec.get("suspended", False))
         record.rotation_days, record.overlap_days = rotation_settings(partner, record)
+        if partner.policy is not None:
+            record.max_failures = partner.policy.spec.webhooks.maxConsecutiveFailures
+            record.on_failure = partner.policy.spec.webhooks.onFailure
         legal = spec.get("legalBasis")
         record.legal_expires_on = legal.get("expiresOn") if isinstance(legal, dict) else None
         record.updated_at = self.now.isoformat()
@@ -233,6 +284,10 @@ def _active(credentials: list[Credential]) -> Credential | None:
 
 
 def _not_active_reason(record: PartnerRecord) -> str:
+    reasons = [f"webhook {hook.name} {hook.state}: {hook.last_error}" for hook in record.webhooks.values()
+               if hook.state != "active"]  # fmt: skip
     if record.phase == "AWAITING_HANDSHAKE":
-        return "awaiting handshake: the partner has not called /v1/ping yet"
-    return f"phase {record.phase}"
+        reasons.insert(0, "awaiting handshake: the partner has not called /v1/ping yet")
+    elif record.phase != "ACTIVE":
+        reasons.insert(0, f"phase {record.phase}")
+    return "; ".join(reasons)

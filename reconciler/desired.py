@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from reconciler.approval import ApprovalGate, ApprovalRecord, Approved, Refused
 from reconciler.gitsource import Revision
@@ -48,6 +49,7 @@ class DesiredState:
     partners: dict[str, DesiredPartner] = field(default_factory=dict)
     blocked: dict[str, BlockedPartner] = field(default_factory=dict)
     deleted: dict[str, ApprovalRecord] = field(default_factory=dict)
+    catalog: dict[str, Any] | None = None  # the approved scope catalog, published for the gateway
 
 
 def partner_key(path: str) -> str:
@@ -101,6 +103,9 @@ def build(
     verdicts = gate.review(revision, paths)
     tree = _ApprovedTree(revision, verdicts)
     validator = Validator(tree, today=today, allow_loopback_webhooks=allow_loopback_webhooks)
+    catalog = validator.catalog()
+    if catalog is not None:
+        desired.catalog = catalog.model_dump(mode="json", exclude_none=True)
     flags = f"{today.isoformat()}|{int(allow_loopback_webhooks)}|{VALIDATION_VERSION}"
 
     partner_paths = sorted(path for path in paths if path.startswith(PARTNERS_DIR + "/") and path.count("/") == 2)

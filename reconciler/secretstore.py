@@ -61,6 +61,11 @@ class SecretStore(Protocol):
 
     def remove_webhook_secret(self, partner: str, webhook: str) -> None: ...
 
+    def sealed(self, name: str) -> bytes | None:
+        """A named secret of the installation itself (e.g. the gateway's token-signing key)."""
+
+    def put_sealed(self, name: str, value: bytes) -> None: ...
+
     def pending_pickups(self) -> set[str]: ...
 
     def take_pickup(self, partner: str, *, now: datetime) -> Pickup | None:

@@ -50,6 +50,8 @@ class PartnerRecord:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     registered_at: str | None = None
     updated_at: str | None = None
+    max_failures: int = 5  # LOG-01, from the tenant policy
+    on_failure: str = "deactivate"
     handshake_at: str | None = None
     last_successful_sync: str | None = None
     last_check_at: str | None = None
@@ -96,6 +98,11 @@ class StateStore(Protocol):
 
     def version(self) -> str | None:
         """Changes whenever partner records change, by partnerctl or by hand; None if unknowable."""
+
+    def setting(self, name: str) -> Any:
+        """A named document the reconciler publishes for other processes (e.g. the applied catalog)."""
+
+    def put_setting(self, name: str, value: Any) -> None: ...
 
     def cached(self, keys: list[str]) -> dict[str, Any]:
         """Memoised results (e.g. validation of a blob) by key; missing keys are absent."""

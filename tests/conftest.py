@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from reconciler.backends import open_secrets, open_state
+from reconciler.gateway import Gateway
 from tests.support.engine import Installation
 from tests.support.github import TOKEN as GITHUB_TOKEN
 from tests.support.github import FakeGitHub, RunningGitHub
 from tests.support.gitrepo import GitPartnerRepo
-from tests.support.repo import TENANT, TODAY, PartnerRepo, policy_text
+from tests.support.repo import PARTNER, TENANT, TODAY, PartnerRepo, policy_text
+from tests.support.servers import HttpRecorder, UvicornThread
 from tests.support.signing import Signer, make_signer, trailers, trust_root_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -89,3 +93,44 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
     monkeypatch.setenv("GITHUB_REPOSITORY", fake.repository)
     yield fake
     server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[HttpRecorder, str]]:
+    """A partner's webhook endpoint on loopback: (recorder, base URL)."""
+    recorder = HttpRecorder()
+    url = recorder.start()
+    yield recorder, url
+    recorder.stop()
+
+
+@dataclass
+class Onboarded:
+    """A partner onboarded (--approval none, loopback webhooks allowed) with its delivered credentials,
+    and a running gateway over the same --home."""
+
+    installation: Installation
+    gateway: UvicornThread
+    app: Gateway
+    credentials: dict[str, Any]
+    receiver: HttpRecorder
+    upstream: HttpRecorder
+
+
+@pytest.fixture
+def onboarded(git_repo: GitPartnerRepo, tmp_path: Path) -> Iterator[Onboarded]:
+    partner_receiver, upstream = HttpRecorder(), HttpRecorder(answer={"from": "upstream"})
+    hook_url, upstream_url = partner_receiver.start(), upstream.start()
+    installation = Installation(git_repo, tmp_path / "home", extra=("--dev-allow-loopback-webhooks",))
+    git_repo.write_partner(PARTNER.replace("https://hooks.acme-bank.example/scp", f"{hook_url}/scp"))
+    git_repo.commit("Onboard ACME Bank")
+    installation.apply()
+    credentials = installation.deliver(f"{TENANT}/acme-bank")
+    home = installation.home
+    app = Gateway(state=open_state(None, home=home), secrets=open_secrets(None, home=home), home=home,
+                  issuer="https://gateway.scp.example", upstream=upstream_url)  # fmt: skip
+    server = UvicornThread(app)
+    yield Onboarded(installation, server, app, credentials, partner_receiver, upstream)
+    server.stop()
+    partner_receiver.stop()
+    upstream.stop()

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS webhook_secrets (
     partner TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL, PRIMARY KEY (partner, name)
 );
 CREATE TABLE IF NOT EXISTS pickups (partner TEXT PRIMARY KEY, sealed BLOB, updated_at TEXT, delivered_at TEXT);
+CREATE TABLE IF NOT EXISTS sealed_values (name TEXT PRIMARY KEY, sealed BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, partner TEXT NOT NULL, event TEXT NOT NULL, details TEXT NOT NULL,
     time TEXT NOT NULL
@@ -158,6 +159,20 @@ class LocalSecretStore:
     def remove_webhook_secret(self, partner: str, webhook: str) -> None:
         with Transaction(self._db):
             self._db.execute("DELETE FROM webhook_secrets WHERE partner = ? AND name = ?", (partner, webhook))
+
+    # --- the installation's own secrets -------------------------------------------------------------
+
+    def sealed(self, name: str) -> bytes | None:
+        row = self._db.execute("SELECT sealed FROM sealed_values WHERE name = ?", (name,)).fetchone()
+        return self._unseal(row[0], f"value:{name}") if row else None
+
+    def put_sealed(self, name: str, value: bytes) -> None:
+        with Transaction(self._db):
+            # INSERT OR IGNORE: when two processes create the value at once, the first one wins.
+            self._db.execute(
+                "INSERT OR IGNORE INTO sealed_values (name, sealed) VALUES (?, ?)",
+                (name, self._seal(value, f"value:{name}")),
+            )
 
     # --- pickups ----------------------------------------------------------------------------------
 

@@ -52,6 +52,12 @@ class SqliteStateStore:
                     (head.seq, head.hash, head.offset, head.outbox_cursor),
                 )
 
+    def setting(self, name: str) -> Any:
+        return self.cached([f"setting|{name}"]).get(f"setting|{name}")
+
+    def put_setting(self, name: str, value: Any) -> None:
+        self.cache({f"setting|{name}": value})
+
     def cached(self, keys: list[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for start in range(0, len(keys), 500):

@@ -38,7 +38,7 @@ def test_sigkill_at_many_points_loses_and_duplicates_nothing(tmp_path: Path) -> 
     repo.git.add("-A")
     repo.git.execute(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "partners"])
     command = [str(Path(sys.executable).parent / "partnerctl"), "--repo", str(root), "--home", str(home),
-               "--approval", "none", "--output", "json", "apply"]  # fmt: skip
+               "--approval", "none", "--dev-allow-loopback-webhooks", "--output", "json", "apply"]  # fmt: skip
     environment = {**os.environ, "PARTNERCTL_NOW": "2026-11-28T12:00:00Z"}
 
     audit_log = home / "audit.jsonl"

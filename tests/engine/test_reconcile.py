@@ -46,17 +46,18 @@ def test_first_onboarding_registers_issues_and_registers_webhooks(installation: 
     assert status["appliedRevision"] == revision
     assert status["credential"]["clientId"] == f"{TENANT}.acme-bank"
     assert status["credential"]["rotatesAt"].startswith("2027-02-26")  # 90 days after PARTNERCTL_NOW
+    # The connectivity check pinged the webhook; .example names never resolve (RFC 2606).
     assert status["webhooks"] == [
-        {"name": "payment-events", "url": "https://hooks.acme-bank.example/scp", "state": "active",
-         "consecutiveFailures": 0}
+        {"name": "payment-events", "url": "https://hooks.acme-bank.example/scp", "state": "failing",
+         "consecutiveFailures": 1}
     ]  # fmt: skip
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions == {
         "Approved": "True", "CredentialsIssued": "True", "WebhooksRegistered": "True",
-        "HandshakeVerified": "False", "WebhooksReachable": "True", "Ready": "False",
+        "HandshakeVerified": "False", "WebhooksReachable": "False", "Ready": "False",
     }  # fmt: skip
     assert installation.events(ACME) == [
-        "credential.issued", "partner.registered", "approval.recorded", "webhook.registered",
+        "credential.issued", "partner.registered", "approval.recorded", "webhook.registered", "webhook.failing",
     ]  # fmt: skip
 
 

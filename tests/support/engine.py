@@ -19,11 +19,14 @@ class Installation:
     repo: GitPartnerRepo
     home: Path
     trust_root: Path | None = None  # set: approvals are verified (--approval git)
+    extra: tuple[str, ...] = ()  # more global options for every command
 
     def run(self, *args: str, approval: str | None = None) -> Result:
         mode = approval or ("git" if self.trust_root else "none")
         extra = ["--trust-root", str(self.trust_root)] if self.trust_root and mode != "none" else []
-        return partnerctl("--repo", str(self.repo.root), "--home", str(self.home), "--approval", mode, *extra, *args)
+        return partnerctl(
+            "--repo", str(self.repo.root), "--home", str(self.home), "--approval", mode, *extra, *self.extra, *args
+        )  # fmt: skip
 
     def json(self, *args: str) -> Any:
         result = self.run("--output", "json", *args)
