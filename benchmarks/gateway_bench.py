@@ -1,0 +1,109 @@
+"""The token endpoint's requests per second as a ratio of a bare ASGI handler on the same server
+(uvicorn) and client (target: at least 0.5), and the latency of the ping path (p50, p99).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import git
+import httpx
+
+from benchmarks.generate import generate_repository
+
+REQUESTS = 1500
+ROUNDS = 3
+PINGS = 500
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_up(url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def rate(client: httpx.Client, request: httpx.Request) -> float:
+    start = time.perf_counter()
+    for _ in range(REQUESTS):
+        response = client.send(request)
+        assert response.status_code == 200, response.text
+    return REQUESTS / (time.perf_counter() - start)
+
+
+def main() -> dict[str, float]:
+    partnerctl = str(Path(sys.executable).parent / "partnerctl")
+    with tempfile.TemporaryDirectory(prefix="partnerctl-bench-") as folder:
+        root, home = Path(folder) / "repo", Path(folder) / "home"
+        generate_repository(root, 2)
+        repo = git.Repo.init(root)
+        repo.git.add("-A")
+        repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+        env = {**os.environ, "PARTNERCTL_HOME": str(home), "PARTNERCTL_DEV_ALLOW_LOOPBACK": "1"}
+        env.pop("PARTNERCTL_NOW", None)
+        base = [partnerctl, "--repo", str(root), "--approval", "none"]
+        subprocess.run([*base, "apply"], env=env, check=True, capture_output=True)
+        partner = "ministry-social-affairs/partner-00000"
+        pickup = json.loads(subprocess.run([*base, "-o", "json", "credentials", "deliver", partner], env=env,
+                                           check=True, capture_output=True, text=True).stdout)  # fmt: skip
+        gateway_port, bare_port = free_port(), free_port()
+        servers = [
+            subprocess.Popen(
+                [partnerctl, "gateway", "serve", "--port", str(gateway_port)], env=env, stderr=subprocess.DEVNULL
+            ),  # fmt: skip
+            subprocess.Popen([sys.executable, "-m", "benchmarks.bare_app", str(bare_port)], env=env),
+        ]
+        try:
+            gateway, bare = f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{bare_port}"
+            wait_until_up(f"{gateway}/healthz")
+            wait_until_up(bare)
+            form = {"grant_type": "client_credentials"}
+            basic = base64.b64encode(f"{pickup['client_id']}:{pickup['client_secret']}".encode()).decode()
+            headers = {"Authorization": f"Basic {basic}"}
+            with httpx.Client() as client:
+                token_request = client.build_request("POST", f"{gateway}/oauth2/token", data=form, headers=headers)
+                bare_request = client.build_request("POST", f"{bare}/oauth2/token", data=form, headers=headers)
+                ours, baseline = [], []
+                for _ in range(ROUNDS):  # interleaved, best of each
+                    baseline.append(rate(client, bare_request))
+                    ours.append(rate(client, token_request))
+                token = client.send(token_request).json()["access_token"]
+                ping = client.build_request("GET", f"{gateway}/v1/ping", headers={"Authorization": f"Bearer {token}"})
+                latencies = []
+                for _ in range(PINGS):
+                    start = time.perf_counter()
+                    assert client.send(ping).status_code == 200
+                    latencies.append((time.perf_counter() - start) * 1000)
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=10)
+    ratio = max(ours) / max(baseline)
+    quantiles = statistics.quantiles(latencies, n=100)
+    print(f"token endpoint: {max(ours):.0f} req/s = {ratio:.2f}x a bare ASGI handler on the same uvicorn and client "
+          f"(target >= 0.5)")  # fmt: skip
+    print(f"ping path latency: p50 {quantiles[49]:.2f} ms, p99 {quantiles[98]:.2f} ms ({PINGS} sequential pings)")
+    return {"token_ratio": ratio, "ping_p50_ms": quantiles[49], "ping_p99_ms": quantiles[98]}
+
+
+if __name__ == "__main__":
+    main()
