@@ -69,7 +69,7 @@ def main() -> dict[str, float]:
         servers = [
             subprocess.Popen(
                 [partnerctl, "gateway", "serve", "--port", str(gateway_port)], env=env, stderr=subprocess.DEVNULL
-            ),  # fmt: skip
+            ),
             subprocess.Popen([sys.executable, "-m", "benchmarks.bare_app", str(bare_port)], env=env),
         ]
         try:
