@@ -26,7 +26,7 @@ from reconciler.desired import DesiredPartner, DesiredState
 from reconciler.plan import Action, LiveState, Plan, desired_spec, desired_webhooks, rotation_settings
 from reconciler.secretstore import SecretStore
 from reconciler.statestore import PartnerRecord, StateStore, WebhookRecord
-from reconciler.status import derive
+from reconciler.status import derive, webhook_result
 
 PING_TIMEOUT = 5.0
 PING_CONCURRENCY = 16
@@ -139,24 +139,10 @@ class Executor:
     def _webhook_outcome(
         self, record: PartnerRecord, hook: WebhookRecord, delivery: webhooks.Delivery
     ) -> list[AuditEvent]:
-        """LOG-01: failing from the first failure, flagged or deactivated at the tenant's limit."""
-        key, events = record.key, []
-        if delivery.ok:
-            if hook.state != "active":
-                events.append(self._event("webhook.recovered", key, {"name": hook.name, "code": "LOG-01"}))
-            hook.state, hook.consecutive_failures, hook.last_error = "active", 0, None
-            record.last_successful_sync = self.now.isoformat()
-            return events
-        hook.consecutive_failures += 1
-        hook.last_error = delivery.error
-        details = {"name": hook.name, "code": "LOG-01", "failures": hook.consecutive_failures, "error": delivery.error}
-        if hook.consecutive_failures >= record.max_failures and hook.state in ("active", "failing"):
-            hook.state = "deactivated" if record.on_failure == "deactivate" else "flagged"
-            events.append(self._event(f"webhook.{hook.state}", key, details))
-        elif hook.state == "active":
-            hook.state = "failing"
-            events.append(self._event("webhook.failing", key, details))
-        return events
+        changes = webhook_result(record, hook, ok=delivery.ok, counts=True, error=delivery.error, now=self.now)
+        if delivery.ok and changes:
+            self.state.release_held(record.key, hook.name, now=self.now.timestamp())
+        return [self._event(event, record.key, details) for event, details in changes]
 
     def housekeeping(self, desired: DesiredState, plan: Plan, records: dict[str, PartnerRecord]) -> None:
         """Record what changed without an action: new blocked partners, unchanged specs at new blobs."""

@@ -9,6 +9,7 @@ against the partner's *current* approved scopes, not only those in its token.
     GET  /.well-known/jwks.json   the public key of the token signatures
     GET  /v1/ping                 the handshake: any valid token
     GET  /authz                   auth_request decision for NGINX/Envoy/Kong (X-Original-Method/-URI)
+    POST /internal/events         platform services publish events (platform-service token)
     GET  /healthz                 liveness
     *    <catalog routes>         checked, then forwarded to --upstream
 """
@@ -34,6 +35,7 @@ from reconciler import clock
 from reconciler.apply import Executor
 from reconciler.audit import AuditEvent, AuditLog
 from reconciler.credentials import Credential
+from reconciler.events import EventError, platform_token_valid, publish
 from reconciler.routes import Route, RouteTable
 from reconciler.secretstore import SecretStore
 from reconciler.statestore import PartnerRecord, StateStore
@@ -142,6 +144,8 @@ class Gateway:
                 await _respond(send, 200, pong)
             elif path == "/authz":
                 await self._authz(scope, send)
+            elif path == "/internal/events" and method == "POST":
+                await self._publish(scope, receive, send)
             else:
                 await self._api(scope, receive, send)
         except Refusal as refusal:
@@ -243,6 +247,22 @@ class Gateway:
         await send({"type": "http.response.start", "status": response.status_code,
                     "headers": [*passed, (b"content-length", str(len(response.content)).encode())]})  # fmt: skip
         await send({"type": "http.response.body", "body": response.content})
+
+    async def _publish(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Platform services hand events to the dispatcher (a platform-service token, not a partner's)."""
+        authorization = _header(scope, b"authorization") or ""
+        presented = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
+        if not platform_token_valid(self.directory.secrets, presented):
+            raise Refusal(401, {"error": "invalid_token"}, {"www-authenticate": f'Bearer realm="{REALM}-platform"'})
+        try:
+            body = json.loads(await _body(receive))
+            if not isinstance(body, dict) or not isinstance(body.get("type"), str):
+                raise ValueError('expected {"type": ..., "data": {...}}')
+            event, count = await asyncio.to_thread(publish, self.directory.state, body["type"], body.get("data"),
+                                                   now=clock.now())  # fmt: skip
+        except (ValueError, EventError) as error:
+            raise Refusal(400, {"error": "invalid_event", "error_description": str(error)}) from None
+        await _respond(send, 202, {"event": event.id, "type": event.type, "deliveries": count})
 
     # --- recording --------------------------------------------------------------------------------
 

@@ -64,7 +64,10 @@ class SecretStore(Protocol):
     def sealed(self, name: str) -> bytes | None:
         """A named secret of the installation itself (e.g. the gateway's token-signing key)."""
 
-    def put_sealed(self, name: str, value: bytes) -> None: ...
+    def put_sealed(self, name: str, value: bytes) -> None:
+        """Keep ``value`` unless one is already there (first writer wins)."""
+
+    def replace_sealed(self, name: str, value: bytes) -> None: ...
 
     def pending_pickups(self) -> set[str]: ...
 

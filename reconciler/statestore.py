@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from reconciler.outbox import DeliveryRow, StoredEvent
+
 GENESIS_HASH = "0" * 64
 
 
@@ -108,5 +110,26 @@ class StateStore(Protocol):
         """Memoised results (e.g. validation of a blob) by key; missing keys are absent."""
 
     def cache(self, entries: dict[str, Any]) -> None: ...
+
+    # --- the webhook outbox (reconciler/outbox.py) ---
+
+    def enqueue(self, event: StoredEvent, deliveries: list[DeliveryRow]) -> None:
+        """Store an event and its deliveries together; only then is the event acknowledged."""
+
+    def due(self, now: float, limit: int) -> list[DeliveryRow]:
+        """Pending deliveries whose next attempt is due, oldest first."""
+
+    def event(self, event_id: str) -> StoredEvent | None: ...
+
+    def deliveries(self, event_id: str | None = None) -> list[DeliveryRow]: ...
+
+    def record_attempts(self, rows: list[DeliveryRow]) -> None:
+        """Write the new status, attempts, next attempt and last outcome of ``rows``."""
+
+    def hold(self, partner: str, webhook: str) -> None:
+        """Pending deliveries to a deactivated webhook wait (held), never dropped."""
+
+    def release_held(self, partner: str, webhook: str, *, now: float) -> int:
+        """Held deliveries go out again (a ping succeeded); returns how many."""
 
     def close(self) -> None: ...

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.credentials import Credential
-from reconciler.statestore import PartnerRecord
+from reconciler.statestore import PartnerRecord, WebhookRecord
 
 PHASES = ("PENDING_APPROVAL", "PROVISIONING", "AWAITING_HANDSHAKE", "ACTIVE", "SUSPENDED", "DECOMMISSIONED")
 HEALTHS = ("HEALTHY", "DEGRADED", "UNKNOWN")
@@ -104,3 +104,41 @@ def status_json(record: PartnerRecord, active: Credential | None, rotation_days:
         ],
         "lastSuccessfulSync": record.last_successful_sync,
     }
+
+
+def webhook_result(
+    record: PartnerRecord, hook: WebhookRecord, *, ok: bool, counts: bool, error: str | None, now: datetime
+) -> list[tuple[str, dict[str, Any]]]:
+    """LOG-01: move ``hook`` after a ping or delivery; the audit events (name, details) it causes.
+
+    From the first counted failure (5xx, timeout, unreachable) the webhook is ``failing`` (the partner
+    DEGRADED); at the tenant's ``maxConsecutiveFailures`` it is ``flagged`` or ``deactivated``. A
+    success brings it back to ``active``. Failures that do not count (4xx, 3xx) are only recorded.
+    """
+    if ok:
+        events = []
+        if hook.state != "active":
+            events.append(("webhook.recovered", {"name": hook.name, "code": "LOG-01"}))
+        hook.state, hook.consecutive_failures, hook.last_error = "active", 0, None
+        record.last_successful_sync = now.isoformat()
+        return events
+    hook.last_error = error
+    if not counts:
+        return []
+    hook.consecutive_failures += 1
+    details = {"name": hook.name, "code": "LOG-01", "failures": hook.consecutive_failures, "error": error}
+    if hook.consecutive_failures >= record.max_failures and hook.state in ("active", "failing"):
+        hook.state = "deactivated" if record.on_failure == "deactivate" else "flagged"
+        return [(f"webhook.{hook.state}", details)]
+    if hook.state == "active":
+        hook.state = "failing"
+        return [("webhook.failing", details)]
+    return []
+
+
+def deactivate(record: PartnerRecord, hook: WebhookRecord, reason: str) -> list[tuple[str, dict[str, Any]]]:
+    """A webhook the partner has retired (410 Gone): deactivated until a ping succeeds again."""
+    if hook.state == "deactivated":
+        return []
+    hook.state, hook.last_error = "deactivated", reason
+    return [("webhook.deactivated", {"name": hook.name, "code": "LOG-01", "error": reason})]

@@ -44,18 +44,20 @@ class Delivery:
     retry_after: str | None = None
 
 
-def send(
-    url: str,
-    event_type: str,
-    data: dict[str, Any],
-    *,
-    secret: str,
-    message_id: str | None = None,
-    allow_loopback: bool = False,
-    timeout: float = 15.0,
-    client: httpx.Client | None = None,
-) -> Delivery:
-    """POST one signed event to ``url``; 2xx is success, anything else (redirects included) is not."""
+@dataclass(frozen=True)
+class Request:
+    """A signed request, ready to go to an address that was checked just now."""
+
+    url: str  # with the checked address in place of the host name
+    host: str  # for TLS (SNI, certificate check) and the Host header
+    headers: dict[str, str]
+    body: bytes
+
+
+def prepare(
+    url: str, event_type: str, data: dict[str, Any], *, secret: str, message_id: str, allow_loopback: bool
+) -> Request | Delivery:
+    """Check the destination (SSRF) and sign; a :class:`Delivery` refusal when it may not be sent."""
     problems = webhook_url_problems(url, allow_loopback=allow_loopback)
     if problems:
         return Delivery(False, error=f"refused: URL {problems[0]}")
@@ -69,7 +71,6 @@ def send(
     # The real clock, not PARTNERCTL_NOW: receivers check webhook-timestamp against theirs (replay window).
     sent = datetime.now(UTC)
     body = json.dumps({"type": event_type, "timestamp": sent.isoformat(), "data": data}, separators=(",", ":")).encode()
-    message_id = message_id or f"msg_{uuid.uuid4().hex}"
     timestamp = int(sent.timestamp())
     headers = {
         "content-type": "application/json",
@@ -82,11 +83,38 @@ def send(
     netloc = f"[{address}]" if ":" in address else address
     if parts.port:
         netloc += f":{parts.port}"
-    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    return Request(urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), host, headers, body)
+
+
+def outcome(response: httpx.Response) -> Delivery:
+    if 200 <= response.status_code < 300:
+        return Delivery(True, response.status_code)
+    return Delivery(
+        False, response.status_code, f"answered {response.status_code}", response.headers.get("retry-after")
+    )
+
+
+def send(
+    url: str,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    secret: str,
+    message_id: str | None = None,
+    allow_loopback: bool = False,
+    timeout: float = 15.0,
+    client: httpx.Client | None = None,
+) -> Delivery:
+    """POST one signed event to ``url``; 2xx is success, anything else (redirects included) is not."""
+    request = prepare(url, event_type, data, secret=secret, message_id=message_id or f"msg_{uuid.uuid4().hex}",
+                      allow_loopback=allow_loopback)  # fmt: skip
+    if isinstance(request, Delivery):
+        return request
     owned = client is None
     client = client or httpx.Client(timeout=timeout, follow_redirects=False)
     try:
-        response = client.post(pinned, content=body, headers=headers, extensions={"sni_hostname": host})
+        response = client.post(request.url, content=request.body, headers=request.headers,
+                               extensions={"sni_hostname": request.host})  # fmt: skip
     except httpx.TimeoutException:
         return Delivery(False, error="timed out")
     except httpx.HTTPError as error:
@@ -94,11 +122,19 @@ def send(
     finally:
         if owned:
             client.close()
-    if 200 <= response.status_code < 300:
-        return Delivery(True, response.status_code)
-    return Delivery(
-        False, response.status_code, f"answered {response.status_code}", response.headers.get("retry-after")
-    )
+    return outcome(response)
+
+
+async def send_async(request: Request, client: httpx.AsyncClient) -> Delivery:
+    """The asynchronous send of a prepared request (the dispatcher's fan-out)."""
+    try:
+        response = await client.post(request.url, content=request.body, headers=request.headers,
+                                     extensions={"sni_hostname": request.host})  # fmt: skip
+    except httpx.TimeoutException:
+        return Delivery(False, error="timed out")
+    except httpx.HTTPError as error:
+        return Delivery(False, error=f"{type(error).__name__}: connection failed")
+    return outcome(response)
 
 
 def resolve_checked(host: str, port: int, *, allow_loopback: bool) -> str:

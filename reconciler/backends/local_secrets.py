@@ -174,6 +174,13 @@ class LocalSecretStore:
                 (name, self._seal(value, f"value:{name}")),
             )
 
+    def replace_sealed(self, name: str, value: bytes) -> None:
+        with Transaction(self._db):
+            self._db.execute(
+                "INSERT OR REPLACE INTO sealed_values (name, sealed) VALUES (?, ?)",
+                (name, self._seal(value, f"value:{name}")),
+            )
+
     # --- pickups ----------------------------------------------------------------------------------
 
     def pending_pickups(self) -> set[str]:

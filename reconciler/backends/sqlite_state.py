@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.backends._sqlite import Transaction, change_counter, connect, read_counter
+from reconciler.outbox import DeliveryRow, StoredEvent
 from reconciler.statestore import AuditHead, PartnerRecord
 
 _SCHEMA = """
@@ -15,7 +16,18 @@ CREATE TABLE IF NOT EXISTS audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER, hash TEXT, offset INTEGER, outbox_cursor INTEGER
 );
 CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, type TEXT NOT NULL, data TEXT NOT NULL, received_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, partner TEXT NOT NULL, webhook TEXT NOT NULL,
+    message_id TEXT NOT NULL UNIQUE, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL, last_status INTEGER, last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON deliveries (partner, webhook, status);
 """
+_DELIVERY = "id, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error"
 
 
 class SqliteStateStore:
@@ -74,6 +86,61 @@ class SqliteStateStore:
                     "INSERT OR REPLACE INTO memo (key, value) VALUES (?, ?)",
                     [(key, json.dumps(value)) for key, value in entries.items()],
                 )
+
+    def enqueue(self, event: StoredEvent, deliveries: list[DeliveryRow]) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO events (id, type, data, received_at) VALUES (?, ?, ?, ?)",
+                (event.id, event.type, json.dumps(event.data, sort_keys=True), event.received_at),
+            )
+            self._db.executemany(
+                "INSERT INTO deliveries (event_id, partner, webhook, message_id, status, attempts, next_attempt_at) "
+                "VALUES (?, ?, ?, ?, ?, 0, ?)",
+                [(event.id, d.partner, d.webhook, d.message_id, d.status, d.next_attempt_at) for d in deliveries],
+            )
+
+    def due(self, now: float, limit: int) -> list[DeliveryRow]:
+        rows = self._db.execute(
+            f"SELECT {_DELIVERY} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, id LIMIT ?",
+            (now, limit),
+        )
+        return [DeliveryRow(*row) for row in rows]
+
+    def event(self, event_id: str) -> StoredEvent | None:
+        row = self._db.execute("SELECT id, type, data, received_at FROM events WHERE id = ?", (event_id,)).fetchone()
+        return StoredEvent(row[0], row[1], json.loads(row[2]), row[3]) if row else None
+
+    def deliveries(self, event_id: str | None = None) -> list[DeliveryRow]:
+        if event_id is None:
+            rows = self._db.execute(f"SELECT {_DELIVERY} FROM deliveries ORDER BY id")
+        else:
+            rows = self._db.execute(f"SELECT {_DELIVERY} FROM deliveries WHERE event_id = ? ORDER BY id", (event_id,))
+        return [DeliveryRow(*row) for row in rows]
+
+    def record_attempts(self, rows: list[DeliveryRow]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status = ?, last_error = ? "
+                "WHERE id = ?",
+                [(r.status, r.attempts, r.next_attempt_at, r.last_status, r.last_error, r.id) for r in rows],
+            )
+
+    def hold(self, partner: str, webhook: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE deliveries SET status = 'held' WHERE partner = ? AND webhook = ? AND status = 'pending'",
+                (partner, webhook),
+            )
+
+    def release_held(self, partner: str, webhook: str, *, now: float) -> int:
+        with self._transaction():
+            cursor = self._db.execute(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ? "
+                "WHERE partner = ? AND webhook = ? AND status = 'held'",
+                (now, partner, webhook),
+            )
+        return cursor.rowcount
 
     def close(self) -> None:
         self._db.close()

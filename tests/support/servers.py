@@ -55,6 +55,7 @@ class HttpRecorder:
 
     status: int = 200
     answer: dict[str, Any] = field(default_factory=lambda: {"ok": True})
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     requests: list[Recorded] = field(default_factory=list)
 
     def start(self) -> str:
@@ -73,6 +74,8 @@ class HttpRecorder:
                 self.send_response(recorder.status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
+                for name, value in recorder.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 

@@ -1,0 +1,195 @@
+"""The webhook dispatcher: sends due deliveries from the outbox, retries, and watches endpoints (LOG-01).
+
+Each pass takes the due deliveries, shapes and signs each payload, checks the destination again
+(SSRF) and sends them with one pooled async httpx client, bounded overall and per endpoint. Results
+are written back in one go under the installation lock, with the audit events they cause:
+
+- 2xx: delivered; 410: the partner retired the endpoint, it is deactivated and its deliveries held;
+- 429 or 503 with ``Retry-After``: retried then; other failures: retried on the schedule (with
+  jitter), ``failed`` after the last attempt; redirects are never followed;
+- 5xx, timeouts and unreachable endpoints count towards LOG-01 (failing, then flagged or
+  deactivated); deliveries to a deactivated webhook are held and resume when a ping succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from reconciler import clock, webhooks
+from reconciler.apply import Executor
+from reconciler.audit import AuditEvent, AuditLog
+from reconciler.events import payload_for
+from reconciler.outbox import CANCELLED, DELIVERED, FAILED, HELD, PENDING, DeliveryRow, StoredEvent
+from reconciler.secretstore import SecretStore
+from reconciler.statestore import PartnerRecord, StateStore
+from reconciler.status import deactivate, webhook_result
+
+# Seconds before attempt 1, 2, …: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+MAX_RETRY_AFTER = 24 * 3600
+
+
+def parse_schedule(text: str) -> tuple[int, ...]:
+    """``0,5,300`` -> (0, 5, 300)."""
+    values = tuple(int(part) for part in text.split(",") if part.strip())
+    if not values or any(value < 0 for value in values):
+        raise ValueError("a schedule is comma-separated seconds, e.g. 0,5,300,1800")
+    return values
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        state: StateStore,
+        secrets: SecretStore,
+        home: Path,
+        allow_loopback: bool = False,
+        schedule: tuple[int, ...] = DEFAULT_SCHEDULE,
+        concurrency: int = 64,
+        per_endpoint: int = 8,
+        timeout: float = 15.0,
+        batch: int = 500,
+    ) -> None:
+        self.state, self.secrets, self.home = state, secrets, home
+        self.audit = AuditLog(home / "audit.jsonl")
+        self.allow_loopback = allow_loopback
+        self.schedule = schedule
+        self.concurrency, self.per_endpoint, self.timeout, self.batch = concurrency, per_endpoint, timeout, batch
+
+    async def run_once(self) -> int:
+        """One pass over the deliveries due now; how many were attempted."""
+        due = self.state.due(clock.now().timestamp(), self.batch)
+        if not due:
+            return 0
+        catalog = self.state.setting("catalog") or {}
+        records: dict[str, PartnerRecord | None] = {}
+        events: dict[str, StoredEvent | None] = {}
+        overall = asyncio.Semaphore(self.concurrency)
+        endpoints: dict[str, asyncio.Semaphore] = {}
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, limits=limits) as client:
+
+            async def attempt(row: DeliveryRow) -> tuple[DeliveryRow, webhooks.Delivery | str]:
+                if row.partner not in records:
+                    records[row.partner] = self.state.partner(row.partner)
+                record = records[row.partner]
+                hook = record.webhooks.get(row.webhook) if record is not None else None
+                if record is None or hook is None or record.suspended or record.phase == "DECOMMISSIONED":
+                    return row, CANCELLED
+                if hook.state == "deactivated":
+                    return row, HELD
+                if row.event_id not in events:
+                    events[row.event_id] = self.state.event(row.event_id)
+                event = events[row.event_id]
+                secret = self.secrets.webhook_secret(row.partner, row.webhook)
+                if event is None or secret is None:
+                    return row, CANCELLED
+                data = payload_for(record, row.webhook, event, catalog)
+                endpoint = endpoints.setdefault(urlsplit(hook.url).netloc, asyncio.Semaphore(self.per_endpoint))
+                async with overall, endpoint:
+                    request = await asyncio.to_thread(
+                        webhooks.prepare, hook.url, event.type, data, secret=secret, message_id=row.message_id,
+                        allow_loopback=self.allow_loopback,
+                    )  # fmt: skip
+                    if isinstance(request, webhooks.Delivery):
+                        return row, request
+                    return row, await webhooks.send_async(request, client)
+
+            outcomes = await asyncio.gather(*(attempt(row) for row in due))
+        await asyncio.to_thread(self._record, outcomes)
+        return len(due)
+
+    def run(self, *, once: bool, interval: float, stop: Any = None) -> None:
+        """Pass after pass; ``once``: until nothing is due now. ``stop``: a threading.Event to end the loop."""
+        while True:
+            attempted = asyncio.run(self.run_once())
+            if once and attempted == 0:
+                return
+            if stop is not None and stop.is_set():
+                return
+            if attempted == 0:
+                time.sleep(interval)
+
+    # --- results ----------------------------------------------------------------------------------
+
+    def _record(self, outcomes: list[tuple[DeliveryRow, webhooks.Delivery | str]]) -> None:
+        now = clock.now()
+        with self._lock():
+            records: dict[str, PartnerRecord] = {}
+            rows, audit, held = [], [], []
+            for row, outcome in outcomes:
+                if isinstance(outcome, str):  # not attempted: held or cancelled
+                    rows.append(replace(row, status=outcome))
+                    continue
+                record = records.get(row.partner) or self.state.partner(row.partner)
+                if record is None or row.webhook not in record.webhooks:
+                    rows.append(replace(row, status=CANCELLED))
+                    continue
+                records[row.partner] = record
+                hook = record.webhooks[row.webhook]
+                rows.append(self._next(row, outcome, now))
+                if outcome.status == 410:
+                    changes = deactivate(record, hook, "the endpoint answered 410 Gone")
+                else:
+                    counts = outcome.status is None or outcome.status >= 500
+                    changes = webhook_result(record, hook, ok=outcome.ok, counts=counts, error=outcome.error, now=now)
+                if hook.state == "deactivated":
+                    held.append((row.partner, row.webhook))
+                audit += [AuditEvent(event, row.partner, details, "dispatcher") for event, details in changes]
+            self.state.record_attempts(rows)
+            for partner, webhook in set(held):
+                self.state.hold(partner, webhook)
+            executor = Executor(self.state, self.secrets, self.audit, now=now, actor="dispatcher")
+            executor.commit(list(records.values()), audit)
+
+    def _next(self, row: DeliveryRow, outcome: webhooks.Delivery, now: datetime) -> DeliveryRow:
+        attempts = row.attempts + 1
+        if outcome.ok:
+            return replace(row, status=DELIVERED, attempts=attempts, last_status=outcome.status, last_error=None)
+        if outcome.status == 410:
+            return replace(row, status=HELD, attempts=attempts, last_status=410, last_error=outcome.error)
+        wait = _retry_after(outcome.retry_after, now) if outcome.status in (429, 503) else None
+        if wait is None:
+            if attempts >= len(self.schedule):
+                return replace(row, status=FAILED, attempts=attempts, last_status=outcome.status,
+                               last_error=outcome.error)  # fmt: skip
+            wait = self.schedule[attempts] * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not security
+        return replace(row, status=PENDING, attempts=attempts, next_attempt_at=now.timestamp() + wait,
+                       last_status=outcome.status, last_error=outcome.error)  # fmt: skip
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        descriptor = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
+
+
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), capped; None when absent."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(0.0, (moment - now).total_seconds()), MAX_RETRY_AFTER)

@@ -1,0 +1,97 @@
+"""Platform events: checking a published event against the catalog, fanning it out to subscriptions,
+and shaping each partner's payload (mapping, and nothing above the partner's clearance: PRIV-01 for push).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from reconciler.credentials import hashes_match, keyed_hash
+from reconciler.errors import ReconcilerError
+from reconciler.manifests import Classification
+from reconciler.outbox import HELD, PENDING, DeliveryRow, StoredEvent
+from reconciler.secretstore import SecretStore
+from reconciler.statestore import PartnerRecord, StateStore
+
+# Names in the secret store of the platform-service token's HMAC key and keyed hash.
+PLATFORM_TOKEN_KEY = "platform-events-token-key"  # noqa: S105 - a name, not a secret
+PLATFORM_TOKEN_HASH = "platform-events-token-hash"  # noqa: S105 - a name, not a secret
+
+
+def platform_token_valid(secrets: SecretStore, presented: str) -> bool:
+    """Constant-time check of a platform-service token against its keyed hash."""
+    key, expected = secrets.sealed(PLATFORM_TOKEN_KEY), secrets.sealed(PLATFORM_TOKEN_HASH)
+    if key is None or expected is None or not presented:
+        return False
+    return hashes_match(expected.decode(), keyed_hash(key, presented))
+
+
+class EventError(ReconcilerError):
+    """A published event that the catalog does not allow."""
+
+
+def catalog_event(catalog: dict[str, Any] | None, event_type: str) -> dict[str, Any]:
+    if catalog is None:
+        raise EventError("no scope catalog has been applied yet: run partnerctl apply first")
+    events = {event["name"]: event for event in catalog.get("spec", {}).get("events", [])}
+    if event_type not in events:
+        raise EventError(f"unknown event type {event_type!r}; the catalog has: {', '.join(sorted(events)) or 'none'}")
+    definition: dict[str, Any] = events[event_type]
+    return definition
+
+
+def check_payload(definition: dict[str, Any], data: Any) -> None:
+    """Every catalogued field present, nothing uncatalogued (an unclassified field could leak)."""
+    if not isinstance(data, dict):
+        raise EventError("event data must be a JSON object of the catalogued fields")
+    fields = definition["fields"]
+    missing = sorted(set(fields) - set(data))
+    unknown = sorted(set(data) - set(fields))
+    if missing:
+        raise EventError(f"{definition['name']} is missing catalogued field(s): {', '.join(missing)}")
+    if unknown:
+        raise EventError(
+            f"{definition['name']} has field(s) the catalog does not classify: {', '.join(unknown)}; "
+            "add them to policies/scopes.yaml first"
+        )
+
+
+def publish(state: StateStore, event_type: str, data: Any, *, now: datetime) -> tuple[StoredEvent, int]:
+    """Store the event and a delivery per subscribed webhook, atomically; then it is acknowledged."""
+    definition = catalog_event(state.setting("catalog"), event_type)
+    check_payload(definition, data)
+    event = StoredEvent(f"evt_{uuid.uuid4().hex}", event_type, data, now.isoformat())
+    deliveries = []
+    for record in state.partners().values():
+        if record.suspended or record.phase in ("DECOMMISSIONED", "PENDING_APPROVAL"):
+            continue
+        for hook in record.webhooks.values():
+            if event_type in hook.events:
+                status = HELD if hook.state == "deactivated" else PENDING
+                deliveries.append(
+                    DeliveryRow(
+                        0, event.id, record.key, hook.name, f"msg_{uuid.uuid4().hex}", status, 0, now.timestamp()
+                    )
+                )
+    state.enqueue(event, deliveries)
+    return event, len(deliveries)
+
+
+def payload_for(record: PartnerRecord, webhook: str, event: StoredEvent, catalog: dict[str, Any]) -> dict[str, Any]:
+    """The event as ``record``'s webhook may see it: fields above its clearance dropped, then mapped."""
+    definition = catalog_event(catalog, event.type)
+    levels = {scope["name"]: Classification[scope["classification"]] for scope in catalog["spec"]["scopes"]}
+    clearance = max((levels[s] for s in record.spec.get("scopes", []) if s in levels), default=Classification.anonymous)
+    hook = record.webhooks[webhook]
+    mappings = {mapping["name"]: mapping for mapping in record.spec.get("mappings", [])}
+    mapping = mappings.get(hook.mapping or "", {})
+    renames = mapping.get("fields", {}) if mapping.get("event") == event.type else {}
+    shaped = {}
+    for field, value in event.data.items():
+        level = definition["fields"].get(field)
+        if level is None or Classification[level] > clearance:
+            continue  # never sent: above what the partner's scopes allow
+        shaped[renames.get(field, field)] = value
+    return shaped

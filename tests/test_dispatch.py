@@ -1,0 +1,195 @@
+"""Publishing events and delivering them to partner webhooks (DESIGN §8): mapping, clearance filtering,
+signatures, retries, Retry-After, 410, redirects, SSRF, LOG-01, held deliveries and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from reconciler.backends import open_secrets, open_state
+from reconciler.dispatch import Dispatcher
+from tests.conftest import Onboarded
+from tests.support.repo import TENANT, edit
+from tests.support.servers import Recorded
+
+ACME = f"{TENANT}/acme-bank"
+EVENT = {"payment_id": "p-1", "status": "paid", "amount": 1200, "beneficiary_name": "Ana Banda"}
+
+
+def publish(onboarded: Onboarded, data: object = EVENT, event_type: str = "payment.status.changed") -> int:
+    result = onboarded.installation.run("--output", "json", "events", "publish", "--type", event_type,
+                                        "--data", json.dumps(data))  # fmt: skip
+    assert result.exit_code == 0, result
+    return int(result.json()["deliveries"])
+
+
+def dispatch(onboarded: Onboarded, *, loopback: bool = True) -> int:
+    home = onboarded.installation.home
+    dispatcher = Dispatcher(state=open_state(None, home=home), secrets=open_secrets(None, home=home), home=home,
+                            allow_loopback=loopback)  # fmt: skip
+    return asyncio.run(dispatcher.run_once())
+
+
+def deliveries(onboarded: Onboarded) -> list[Recorded]:
+    return [request for request in onboarded.receiver.requests if b'"type":"payment.status.changed"' in request.body]
+
+
+def outbox(onboarded: Onboarded) -> list[tuple[str, int, int | None]]:
+    rows = open_state(None, home=onboarded.installation.home).deliveries()
+    return [(row.status, row.attempts, row.last_status) for row in rows]
+
+
+def at(monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
+    monkeypatch.setenv("PARTNERCTL_NOW", moment)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "words"),
+    [
+        ("payment.lost", EVENT, "unknown event type"),
+        ("payment.status.changed", {"payment_id": "p-1"}, "missing catalogued field"),
+        ("payment.status.changed", {**EVENT, "iban": "X"}, "does not classify"),
+        ("payment.status.changed", ["not", "an", "object"], "JSON object"),
+    ],
+    ids=["unknown-type", "missing-fields", "uncatalogued-field", "not-an-object"],
+)
+def test_bad_events_are_refused(onboarded: Onboarded, event_type: str, data: object, words: str) -> None:
+    result = onboarded.installation.run("events", "publish", "--type", event_type, "--data", json.dumps(data))
+    assert result.exit_code == 1
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert outbox(onboarded) == []
+
+
+def test_delivery_is_mapped_filtered_by_clearance_and_signed(onboarded: Onboarded) -> None:
+    assert publish(onboarded) == 1
+    assert dispatch(onboarded) == 1
+    [delivery] = deliveries(onboarded)
+    secret = onboarded.credentials["webhook_secrets"]["payment-events"]
+    payload = Webhook(secret).verify(delivery.body, delivery.headers)
+    # payment-v1 renames two fields; beneficiary_name is personal, above this bank's clearance.
+    assert payload["data"] == {"paymentReference": "p-1", "state": "paid", "amount": 1200}
+    assert b"Ana Banda" not in delivery.body
+    assert outbox(onboarded) == [("delivered", 1, 200)]
+    assert dispatch(onboarded) == 0  # nothing twice
+
+
+def test_fields_above_clearance_are_dropped_without_a_mapping_too(onboarded: Onboarded) -> None:
+    repo = onboarded.installation.repo
+    path = repo.root / f"partners/{TENANT}/acme-bank.yaml"
+    repo.write_partner(edit(path.read_text(), "      mapping: payment-v1\n", ""))
+    repo.commit("No mapping")
+    onboarded.installation.apply()
+    publish(onboarded)
+    dispatch(onboarded)
+    [delivery] = deliveries(onboarded)
+    assert json.loads(delivery.body)["data"] == {"payment_id": "p-1", "status": "paid", "amount": 1200}
+
+
+def test_retries_follow_the_schedule_with_the_same_webhook_id(
+    onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    onboarded.receiver.status = 500
+    publish(onboarded)
+    dispatch(onboarded)
+    assert outbox(onboarded) == [("pending", 1, 500)]
+    assert dispatch(onboarded) == 0  # not due before ~5 s
+    at(monkeypatch, "2026-11-28T12:00:06Z")
+    assert dispatch(onboarded) == 1
+    onboarded.receiver.status = 200
+    at(monkeypatch, "2026-11-28T12:06:00Z")
+    dispatch(onboarded)
+    assert outbox(onboarded) == [("delivered", 3, 200)]
+    assert len({request.headers["webhook-id"] for request in deliveries(onboarded)}) == 1
+    assert len(deliveries(onboarded)) == 3
+
+
+def test_retry_after_is_honoured(onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch) -> None:
+    onboarded.receiver.status, onboarded.receiver.headers = 429, {"Retry-After": "120"}
+    publish(onboarded)
+    dispatch(onboarded)
+    at(monkeypatch, "2026-11-28T12:01:00Z")  # the schedule's 5 s are long past, Retry-After is not
+    assert dispatch(onboarded) == 0
+    at(monkeypatch, "2026-11-28T12:02:05Z")
+    assert dispatch(onboarded) == 1
+
+
+def test_410_deactivates_and_holds_until_a_ping_succeeds(onboarded: Onboarded) -> None:
+    onboarded.receiver.status = 410
+    publish(onboarded)
+    dispatch(onboarded)
+    status = onboarded.installation.status()[ACME]
+    assert status["webhooks"][0]["state"] == "deactivated"
+    assert outbox(onboarded) == [("held", 1, 410)]
+    publish(onboarded)  # new events for a deactivated webhook are held too, not dropped
+    assert [row[0] for row in outbox(onboarded)] == ["held", "held"]
+    assert "webhook.deactivated" in onboarded.installation.events(ACME)
+
+    onboarded.receiver.status = 200
+    onboarded.installation.apply()  # the connectivity check pings, the webhook recovers
+    assert onboarded.installation.status()[ACME]["webhooks"][0]["state"] == "active"
+    assert dispatch(onboarded) == 2
+    assert [row[0] for row in outbox(onboarded)] == ["delivered", "delivered"]
+
+
+def test_redirects_are_failures_and_not_followed(onboarded: Onboarded) -> None:
+    onboarded.receiver.status, onboarded.receiver.headers = 302, {"Location": "http://169.254.169.254/"}
+    publish(onboarded)
+    dispatch(onboarded)
+    assert outbox(onboarded) == [("pending", 1, 302)]
+    assert len(deliveries(onboarded)) == 1
+
+
+def test_destinations_are_checked_again_at_send_time(onboarded: Onboarded) -> None:
+    publish(onboarded)
+    dispatch(onboarded, loopback=False)  # a dispatcher without the dev flag refuses loopback
+    rows = open_state(None, home=onboarded.installation.home).deliveries()
+    assert rows[0].status == "pending" and "refused" in (rows[0].last_error or "")
+    assert deliveries(onboarded) == []
+
+
+def test_log01_from_failed_deliveries(onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch) -> None:
+    onboarded.receiver.status = 503
+    publish(onboarded)
+    # Each moment is past the previous retry with the largest jitter (+10 %).
+    for moment in ("12:00:00", "12:00:10", "12:06:00", "12:40:00", "14:55:00"):
+        at(monkeypatch, f"2026-11-28T{moment}Z")
+        dispatch(onboarded)
+    hook = onboarded.installation.status()[ACME]["webhooks"][0]
+    assert (hook["state"], hook["consecutiveFailures"]) == ("deactivated", 5)
+    assert outbox(onboarded)[0][0] == "held"
+    events = [e for e in onboarded.installation.audit() if e["event"] in ("webhook.failing", "webhook.deactivated")]
+    assert [e["details"]["code"] for e in events] == ["LOG-01", "LOG-01"]
+
+
+def test_a_restart_continues_the_retry_schedule(onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch) -> None:
+    onboarded.receiver.status = 500
+    publish(onboarded)
+    dispatch(onboarded)
+    onboarded.receiver.status = 200
+    at(monkeypatch, "2026-11-28T12:00:06Z")
+    result = onboarded.installation.run("dispatch", "--once")  # a new worker process picks it up
+    assert result.exit_code == 0, result
+    assert outbox(onboarded) == [("delivered", 2, 200)]
+    ids = [request.headers["webhook-id"] for request in deliveries(onboarded)]
+    assert len(ids) == 2 and ids[0] == ids[1]
+
+
+def test_platform_services_publish_through_the_gateway(onboarded: Onboarded) -> None:
+    token = onboarded.installation.run("events", "token").stdout.strip()
+    assert token.startswith("scp_pt_")
+    url = f"{onboarded.gateway.url}/internal/events"
+    body = {"type": "payment.status.changed", "data": EVENT}
+    assert httpx.post(url, json=body).status_code == 401
+    credentials = (onboarded.credentials["client_id"], onboarded.credentials["client_secret"])
+    grant = {"grant_type": "client_credentials"}
+    partner_token = httpx.post(f"{onboarded.gateway.url}/oauth2/token", data=grant, auth=credentials).json()
+    as_partner = {"Authorization": f"Bearer {partner_token['access_token']}"}
+    assert httpx.post(url, json=body, headers=as_partner).status_code == 401  # a partner cannot publish
+    accepted = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+    assert accepted.status_code == 202 and accepted.json()["deliveries"] == 1
+    refused = httpx.post(url, json={"type": "payment.lost", "data": {}}, headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 400 and "unknown event type" in refused.json()["error_description"]
