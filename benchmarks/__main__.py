@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from benchmarks import engine_bench, gateway_bench, validate_bench
+from benchmarks import engine_bench, fanout_bench, gateway_bench, validate_bench
 
 if __name__ == "__main__":
     validate_bench.main()
     engine_bench.main()
     gateway_bench.main()
+    fanout_bench.main()

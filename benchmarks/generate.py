@@ -13,11 +13,20 @@ TENANTS = ("ministry-social-affairs", "country-office-malawi")
 LOCAL_WEBHOOKS = "http://127.0.0.1:9"  # the discard port: nothing listens, pings fail at once, no DNS
 
 
-def generate_repository(root: Path, count: int, *, webhook_base: str | None = LOCAL_WEBHOOKS) -> list[Path]:
+def generate_repository(
+    root: Path,
+    count: int,
+    *,
+    webhook_base: str | None = LOCAL_WEBHOOKS,
+    webhook_bases: list[str] | None = None,
+    template: str | None = None,
+) -> list[Path]:
     """Write policies/ and ``count`` partner files under ``root``; return the partner files.
 
     Webhook URLs are moved to ``webhook_base`` (loopback: run with --dev-allow-loopback-webhooks) so
     that connectivity checks never wait on DNS; None keeps the examples' public host names.
+    ``webhook_bases`` spreads partners over several receivers; ``template`` uses one example partner
+    (by file stem) for every partner.
     """
     shutil.copytree(PROJECT_ROOT / "policies", root / "policies", dirs_exist_ok=True)
     templates = {
@@ -32,11 +41,15 @@ def generate_repository(root: Path, count: int, *, webhook_base: str | None = LO
     for index in range(count):
         tenant = TENANTS[index % len(TENANTS)]
         choice = (index // len(TENANTS)) % len(templates[tenant])
+        if template is not None:
+            tenant = next(t for t in TENANTS if template in stems[t])
+            choice = stems[tenant].index(template)
         name = f"partner-{index:05d}"
         text = templates[tenant][choice].replace(f"name: {stems[tenant][choice]}", f"name: {name}", 1)
         text = text.replace("DSA-20", f"DSA-{index:05d}-20")
-        if webhook_base is not None:
-            text = re.sub(r"url: https://[^/\s]+", f"url: {webhook_base}", text)
+        base = webhook_bases[index % len(webhook_bases)] if webhook_bases else webhook_base
+        if base is not None:
+            text = re.sub(r"url: https://[^/\s]+", f"url: {base}", text)
         folder = root / "partners" / tenant
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.yaml"

@@ -51,6 +51,7 @@ class Tour:
         }  # fmt: skip
         self.env.pop("PARTNERCTL_NOW", None)
         self._processes: list[subprocess.Popen[bytes]] = []
+        self.receiver_status = 204
         self._servers: list[ThreadingHTTPServer] = []
 
     # --- narration ----------------------------------------------------------------------------------
@@ -146,6 +147,28 @@ class Tour:
             self.echo(f"      GET /v1/beneficiaries/42 -> {denied.status_code} "
                       f"{denied.headers.get('www-authenticate')}")  # fmt: skip
 
+        self.step("The platform publishes a payment event; the dispatcher delivers it signed, mapped, and without "
+                  "the beneficiary's name (personal data is above a bank's clearance).")  # fmt: skip
+        event = json.dumps({"payment_id": "pay-2026-0042", "status": "paid", "amount": 125000,
+                            "beneficiary_name": "Ana Banda"})  # fmt: skip
+        self.run("events", "publish", "--type", "payment.status.changed", "--data", event)
+        self.run("dispatch", "--once")
+        delivered = [item for item in received if item.get("type") == "payment.status.changed"]
+        self.echo(f"      partner receiver verified and got: {delivered[-1]['data'] if delivered else 'nothing'}")
+
+        self.step("LOG-01: the partner's endpoint starts answering 503; after 5 consecutive failures the "
+                  "webhook is deactivated and new deliveries are held, not dropped.")  # fmt: skip
+        self.receiver_status = 503
+        self.run("events", "publish", "--type", "payment.status.changed", "--data", event, show=False)
+        self.run("dispatch", "--once", "--schedule", "0,0,0,0,0,0,0,0")  # retries at once, for the tour
+        self.run("status", KEY)
+        self.step("The endpoint is fixed; the next connectivity check's ping succeeds, the webhook recovers and "
+                  "the held delivery goes out.")  # fmt: skip
+        self.receiver_status = 204
+        self.run("apply", show=False)
+        self.run("dispatch", "--once")
+        self.echo(f"      partner receiver has now verified {len(received)} signed request(s)")
+
         self.step("An unapproved change pushed straight to main is blocked; the approved version stays live.")
         path = self.repo / "partners" / TENANT / f"{PARTNER}.yaml"
         yaml = YAML()
@@ -206,6 +229,10 @@ class Tour:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if tour.receiver_status >= 300:
+                    self.send_response(tour.receiver_status)
+                    self.end_headers()
+                    return
                 secret = tour.webhook_secret(self.path.strip("/"))
                 try:
                     received.append(Webhook(secret).verify(body, {k: v for k, v in self.headers.items()}))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import os
 import random
 import time
@@ -32,11 +33,12 @@ import httpx
 from reconciler import clock, webhooks
 from reconciler.apply import Executor
 from reconciler.audit import AuditEvent, AuditLog
-from reconciler.events import payload_for
+from reconciler.events import Shaper
 from reconciler.outbox import CANCELLED, DELIVERED, FAILED, HELD, PENDING, DeliveryRow, StoredEvent
 from reconciler.secretstore import SecretStore
 from reconciler.statestore import PartnerRecord, StateStore
-from reconciler.status import deactivate, webhook_result
+from reconciler.status import deactivate, derive, webhook_result
+from reconciler.urls import literal_address
 
 # Seconds before attempt 1, 2, …: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -76,9 +78,10 @@ class Dispatcher:
         due = self.state.due(clock.now().timestamp(), self.batch)
         if not due:
             return 0
-        catalog = self.state.setting("catalog") or {}
+        shaper = Shaper(self.state.setting("catalog") or {"spec": {"scopes": [], "events": []}})
         records: dict[str, PartnerRecord | None] = {}
         events: dict[str, StoredEvent | None] = {}
+        secrets: dict[tuple[str, str], str | None] = {}
         overall = asyncio.Semaphore(self.concurrency)
         endpoints: dict[str, asyncio.Semaphore] = {}
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
@@ -96,16 +99,21 @@ class Dispatcher:
                 if row.event_id not in events:
                     events[row.event_id] = self.state.event(row.event_id)
                 event = events[row.event_id]
-                secret = self.secrets.webhook_secret(row.partner, row.webhook)
+                if (row.partner, row.webhook) not in secrets:
+                    secrets[row.partner, row.webhook] = self.secrets.webhook_secret(row.partner, row.webhook)
+                secret = secrets[row.partner, row.webhook]
                 if event is None or secret is None:
                     return row, CANCELLED
-                data = payload_for(record, row.webhook, event, catalog)
+                data = shaper.shape(record, row.webhook, event)
                 endpoint = endpoints.setdefault(urlsplit(hook.url).netloc, asyncio.Semaphore(self.per_endpoint))
                 async with overall, endpoint:
-                    request = await asyncio.to_thread(
+                    # Names are resolved (and checked) off the event loop; literal addresses need no lookup.
+                    prepare = functools.partial(
                         webhooks.prepare, hook.url, event.type, data, secret=secret, message_id=row.message_id,
                         allow_loopback=self.allow_loopback,
                     )  # fmt: skip
+                    literal = literal_address(urlsplit(hook.url).hostname or "") is not None
+                    request = prepare() if literal else await asyncio.to_thread(prepare)
                     if isinstance(request, webhooks.Delivery):
                         return row, request
                     return row, await webhooks.send_async(request, client)
@@ -131,6 +139,7 @@ class Dispatcher:
         now = clock.now()
         with self._lock():
             records: dict[str, PartnerRecord] = {}
+            dirty: set[str] = set()
             rows, audit, held = [], [], []
             for row, outcome in outcomes:
                 if isinstance(outcome, str):  # not attempted: held or cancelled
@@ -143,6 +152,7 @@ class Dispatcher:
                 records[row.partner] = record
                 hook = record.webhooks[row.webhook]
                 rows.append(self._next(row, outcome, now))
+                before = (hook.state, hook.consecutive_failures, record.last_successful_sync)
                 if outcome.status == 410:
                     changes = deactivate(record, hook, "the endpoint answered 410 Gone")
                 else:
@@ -150,12 +160,21 @@ class Dispatcher:
                     changes = webhook_result(record, hook, ok=outcome.ok, counts=counts, error=outcome.error, now=now)
                 if hook.state == "deactivated":
                     held.append((row.partner, row.webhook))
+                if (hook.state, hook.consecutive_failures) != before[:2] or _sync_stale(before[2], now):
+                    dirty.add(row.partner)
+                else:
+                    record.last_successful_sync = before[2]  # recent enough: spare the write
                 audit += [AuditEvent(event, row.partner, details, "dispatcher") for event, details in changes]
             self.state.record_attempts(rows)
             for partner, webhook in set(held):
                 self.state.hold(partner, webhook)
+            changed = [records[key] for key in sorted(dirty)]
+            held_secrets = self.secrets.webhook_secret_names() if changed else {}
+            for record in changed:  # health follows the webhooks (DEGRADED while one fails)
+                active = next((c for c in self.secrets.credentials(record.key) if c.state == "active"), None)
+                derive(record, active, webhooks_held=held_secrets.get(record.key, set()), now=now)
             executor = Executor(self.state, self.secrets, self.audit, now=now, actor="dispatcher")
-            executor.commit(list(records.values()), audit)
+            executor.commit(changed, audit)
 
     def _next(self, row: DeliveryRow, outcome: webhooks.Delivery, now: datetime) -> DeliveryRow:
         attempts = row.attempts + 1
@@ -180,6 +199,14 @@ class Dispatcher:
             yield
         finally:
             os.close(descriptor)
+
+
+SYNC_WRITE_INTERVAL = 60.0
+
+
+def _sync_stale(last: str | None, now: datetime) -> bool:
+    """lastSuccessfulSync is written at most once a minute per partner."""
+    return last is None or (now - datetime.fromisoformat(last)).total_seconds() >= SYNC_WRITE_INTERVAL
 
 
 def _retry_after(value: str | None, now: datetime) -> float | None:

@@ -79,19 +79,27 @@ def publish(state: StateStore, event_type: str, data: Any, *, now: datetime) -> 
     return event, len(deliveries)
 
 
-def payload_for(record: PartnerRecord, webhook: str, event: StoredEvent, catalog: dict[str, Any]) -> dict[str, Any]:
-    """The event as ``record``'s webhook may see it: fields above its clearance dropped, then mapped."""
-    definition = catalog_event(catalog, event.type)
-    levels = {scope["name"]: Classification[scope["classification"]] for scope in catalog["spec"]["scopes"]}
-    clearance = max((levels[s] for s in record.spec.get("scopes", []) if s in levels), default=Classification.anonymous)
-    hook = record.webhooks[webhook]
-    mappings = {mapping["name"]: mapping for mapping in record.spec.get("mappings", [])}
-    mapping = mappings.get(hook.mapping or "", {})
-    renames = mapping.get("fields", {}) if mapping.get("event") == event.type else {}
-    shaped = {}
-    for field, value in event.data.items():
-        level = definition["fields"].get(field)
-        if level is None or Classification[level] > clearance:
-            continue  # never sent: above what the partner's scopes allow
-        shaped[renames.get(field, field)] = value
-    return shaped
+class Shaper:
+    """Shapes events for partners: drops every field above the partner's clearance, then maps names."""
+
+    def __init__(self, catalog: dict[str, Any]) -> None:
+        self.catalog = catalog
+        self.levels = {scope["name"]: Classification[scope["classification"]] for scope in catalog["spec"]["scopes"]}
+        self._definitions: dict[str, dict[str, Any]] = {}
+
+    def shape(self, record: PartnerRecord, webhook: str, event: StoredEvent) -> dict[str, Any]:
+        if event.type not in self._definitions:
+            self._definitions[event.type] = catalog_event(self.catalog, event.type)
+        fields = self._definitions[event.type]["fields"]
+        scopes = record.spec.get("scopes", [])
+        clearance = max((self.levels[s] for s in scopes if s in self.levels), default=Classification.anonymous)
+        hook = record.webhooks[webhook]
+        mapping: dict[str, Any] = next((m for m in record.spec.get("mappings", []) if m["name"] == hook.mapping), {})
+        renames = mapping.get("fields", {}) if mapping.get("event") == event.type else {}
+        shaped = {}
+        for field, value in event.data.items():
+            level = fields.get(field)
+            if level is None or Classification[level] > clearance:
+                continue  # never sent: above what the partner's scopes allow
+            shaped[renames.get(field, field)] = value
+        return shaped

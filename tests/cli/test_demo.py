@@ -24,6 +24,10 @@ def test_the_demo_onboards_a_partner_end_to_end() -> None:
     assert "a second pickup is refused (exit 1)" in out
     assert "ACTIVE/HEALTHY" in out
     assert "-> 403" in out and 'error="insufficient_scope"' in out
+    [got] = [line for line in out.splitlines() if "partner receiver verified and got" in line]
+    assert "'paymentReference': 'pay-2026-0042'" in got and "beneficiary" not in got and "Ana Banda" not in got
+    assert "ACTIVE/DEGRADED" in out and "deactivated (5 failures)" in out
+    assert "verified 4 signed request(s)" in out
     assert "awaiting-approval" in out
     assert "audit log intact" in out
     assert "scp_cs_" not in out.replace("scp_cs_…", "")  # the secret itself is never printed
