@@ -14,13 +14,9 @@ are written back in one go under the installation lock, with the audit events th
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import functools
-import os
 import random
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -34,6 +30,7 @@ from reconciler import clock, webhooks
 from reconciler.apply import Executor
 from reconciler.audit import AuditEvent, AuditLog
 from reconciler.events import Shaper
+from reconciler.locking import installation_lock
 from reconciler.outbox import CANCELLED, DELIVERED, FAILED, HELD, PENDING, DeliveryRow, StoredEvent
 from reconciler.secretstore import SecretStore
 from reconciler.statestore import PartnerRecord, StateStore
@@ -137,7 +134,7 @@ class Dispatcher:
 
     def _record(self, outcomes: list[tuple[DeliveryRow, webhooks.Delivery | str]]) -> None:
         now = clock.now()
-        with self._lock():
+        with installation_lock(self.home):
             records: dict[str, PartnerRecord] = {}
             dirty: set[str] = set()
             rows, audit, held = [], [], []
@@ -190,15 +187,6 @@ class Dispatcher:
             wait = self.schedule[attempts] * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not security
         return replace(row, status=PENDING, attempts=attempts, next_attempt_at=now.timestamp() + wait,
                        last_status=outcome.status, last_error=outcome.error)  # fmt: skip
-
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
-        descriptor = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(descriptor)
 
 
 SYNC_WRITE_INTERVAL = 60.0

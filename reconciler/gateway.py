@@ -19,11 +19,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import fcntl
 import json
-import os
 from collections.abc import Awaitable, Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +33,7 @@ from reconciler.apply import Executor
 from reconciler.audit import AuditEvent, AuditLog
 from reconciler.credentials import Credential
 from reconciler.events import EventError, platform_token_valid, publish
+from reconciler.locking import installation_lock
 from reconciler.routes import Route, RouteTable
 from reconciler.secretstore import SecretStore
 from reconciler.statestore import PartnerRecord, StateStore
@@ -268,7 +266,7 @@ class Gateway:
 
     def _record_handshake(self, caller: Caller) -> None:
         now = clock.now()
-        with self._lock():
+        with installation_lock(self.home):
             state, secrets = self.directory.state, self.directory.secrets
             record = state.partner(caller.partner)
             if record is None:
@@ -286,7 +284,7 @@ class Gateway:
     def _record_denial(self, caller: Caller, method: str, path: str, scope: str) -> None:
         details = {"code": "PRIV-01", "method": method, "path": path, "requiredScope": scope,
                    "clientId": caller.token.client_id}  # fmt: skip
-        with self._lock():
+        with installation_lock(self.home):
             executor = Executor(self.directory.state, self.directory.secrets, self.audit, now=clock.now(),
                                 actor="gateway")  # fmt: skip
             executor.commit([], [AuditEvent("access.denied", caller.partner, details, "gateway")])
@@ -300,20 +298,11 @@ class Gateway:
         await asyncio.to_thread(self._write_sync, caller.partner, now.isoformat())
 
     def _write_sync(self, partner: str, moment: str) -> None:
-        with self._lock():
+        with installation_lock(self.home):
             record = self.directory.state.partner(partner)
             if record is not None:
                 record.last_successful_sync = moment
                 self.directory.state.commit([record])
-
-    @contextmanager
-    def _lock(self) -> Any:
-        descriptor = os.open(self.home / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(descriptor)
 
 
 def _identity(caller: Caller) -> dict[str, str]:

@@ -6,13 +6,9 @@ CLI (and later the cluster loop) builds one and calls a single method.
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import hashlib
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +23,7 @@ from reconciler.clock import now as clock_now
 from reconciler.credentials import Credential, client_id_for, new_client_secret
 from reconciler.errors import ReconcilerError, UsageError
 from reconciler.gitsource import Revision, open_repository
+from reconciler.locking import installation_lock
 from reconciler.plan import LiveState, Plan, make_plan, stable_until
 from reconciler.secretstore import Pickup
 from reconciler.status import status_json
@@ -140,7 +137,7 @@ class Reconciler:
         return "plan|" + hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()
 
     def apply(self) -> ApplyOutcome:
-        with self._lock():
+        with installation_lock(self.config.home, timeout=60):
             executor = self._executor(actor="reconciler")
             executor.recover()
             outcome = self.plan()
@@ -153,7 +150,7 @@ class Reconciler:
 
     def deliver(self, partner: str) -> Pickup | None:
         """The one-time pickup of ``partner``; None (audited as refused) when there is none."""
-        with self._lock():
+        with installation_lock(self.config.home, timeout=60):
             executor = self._executor()
             executor.recover()
             pickup = self.secrets.take_pickup(partner, now=clock_now())
@@ -162,7 +159,7 @@ class Reconciler:
 
     def rotate(self, partner: str) -> Credential:
         """Force a rotation now; the old secret stays valid for the tenant's overlap."""
-        with self._lock():
+        with installation_lock(self.config.home, timeout=60):
             executor = self._executor()
             executor.recover()
             record = self.state.partner(partner)
@@ -200,25 +197,6 @@ class Reconciler:
 
     def _executor(self, actor: str | None = None) -> Executor:
         return Executor(self.state, self.secrets, self.audit, now=clock_now(), actor=actor or self.config.actor)
-
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
-        """One writer per installation: apply, deliver and rotate never interleave."""
-        path = self.config.home / "lock"
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise UsageError(f"another partnerctl is applying in {self.config.home}; try again") from None
-                    time.sleep(0.1)
-            yield
-        finally:
-            os.close(descriptor)
 
 
 def _user() -> str:
