@@ -63,6 +63,9 @@ def scenario(name: str, partners: int, events: int, receivers: list[str]) -> tup
         for _ in range(events):
             publish(state, "payment.status.changed", EVENT, now=clock.now())
         urls = [hook.url for record in state.partners().values() for hook in record.webhooks.values()] * events
+        shaped = {"paymentReference": "p-1", "state": "paid", "amountMinorUnits": 1200}
+        body = json.dumps({"type": "payment.status.changed", "timestamp": clock.now().isoformat(), "data": shaped})
+        baseline_before = asyncio.run(bare_loop(urls, body.encode()))
         dispatcher = Dispatcher(state=state, secrets=open_secrets(None, home=home), home=home, allow_loopback=True,
                                 concurrency=CONCURRENCY, per_endpoint=PER_ENDPOINT, batch=2000)  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -74,9 +77,8 @@ def scenario(name: str, partners: int, events: int, receivers: list[str]) -> tup
         grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
         delivered = sum(1 for row in state.deliveries() if row.status == "delivered")
         assert delivered == len(urls), (delivered, len(urls))
-        shaped = {"paymentReference": "p-1", "state": "paid", "amountMinorUnits": 1200}
-        body = json.dumps({"type": "payment.status.changed", "timestamp": clock.now().isoformat(), "data": shaped})
-        baseline = asyncio.run(bare_loop(urls, body.encode()))
+        # The baseline before and after ours; the faster one counts (the stricter comparison).
+        baseline = min(baseline_before, asyncio.run(bare_loop(urls, body.encode())))
     ratio = baseline / ours
     print(f"fan-out {name}: {len(urls) / ours:.0f} deliveries/s = {ratio:.2f}x a bare httpx async POST loop "
           f"(target >= 0.7); process peak {peak:.0f} MB, +{grown:.0f} MB while dispatching")  # fmt: skip
