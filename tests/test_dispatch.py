@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import httpx
 import pytest
@@ -193,3 +194,46 @@ def test_platform_services_publish_through_the_gateway(onboarded: Onboarded) -> 
     assert accepted.status_code == 202 and accepted.json()["deliveries"] == 1
     refused = httpx.post(url, json={"type": "payment.lost", "data": {}}, headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 400 and "unknown event type" in refused.json()["error_description"]
+
+
+def test_a_host_name_resolving_to_a_private_address_is_refused_at_send_time(
+    onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name looked public when validated; at send time it resolves to 10.0.0.7."""
+    repo = onboarded.installation.repo
+    path = repo.root / f"partners/{TENANT}/acme-bank.yaml"
+    text = path.read_text()
+    hook_url = next(line.split("url: ")[1].strip().strip('"') for line in text.splitlines() if "url: " in line)
+    repo.write_partner(text.replace(hook_url, "https://hooks.acme-bank.example/scp"))
+    repo.commit("Public webhook host")
+    onboarded.installation.apply()
+    real = socket.getaddrinfo
+
+    def rebinding(host: str, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        if host == "hooks.acme-bank.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 443))]
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    publish(onboarded)
+    dispatch(onboarded, loopback=False)
+    [row] = open_state(None, home=onboarded.installation.home).deliveries()
+    assert row.status == "pending" and "private" in (row.last_error or "")
+
+
+def test_on_failure_flag_keeps_delivering(onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = onboarded.installation.repo
+    policy = repo.root / f"policies/{TENANT}.yaml"
+    repo.write(f"policies/{TENANT}.yaml", edit(policy.read_text(), "onFailure: deactivate", "onFailure: flag"))
+    repo.commit("Flag, do not deactivate")
+    onboarded.installation.apply()
+    onboarded.receiver.status = 500
+    publish(onboarded)
+    for moment in ("12:00:00", "12:00:10", "12:06:00", "12:40:00", "14:55:00"):
+        at(monkeypatch, f"2026-11-28T{moment}Z")
+        dispatch(onboarded)
+    hook = onboarded.installation.status()[ACME]["webhooks"][0]
+    assert (hook["state"], hook["consecutiveFailures"]) == ("flagged", 5)
+    assert "webhook.flagged" in onboarded.installation.events(ACME)
+    publish(onboarded)
+    assert [row[0] for row in outbox(onboarded)] == ["pending", "pending"]  # flagged, not held
