@@ -10,6 +10,7 @@ twice and no sealed pickup is lost.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -77,9 +78,14 @@ class Executor:
 
     # --- plan execution ---------------------------------------------------------------------------
 
-    def run(self, plan: Plan, desired: DesiredState, live: LiveState) -> list[Result]:
+    def run(
+        self, plan: Plan, desired: DesiredState, live: LiveState, *, stop: threading.Event | None = None
+    ) -> list[Result]:
+        """Execute ``plan`` partner by partner; ``stop`` ends it between two partners (SIGTERM)."""
         results: list[Result] = []
         for key, grouped in groupby(plan.actions, key=lambda action: action.partner):
+            if stop is not None and stop.is_set():
+                break
             actions = list(grouped)
             record = copy.deepcopy(live.records.get(key)) or PartnerRecord(key=key, phase="PROVISIONING")
             events: list[AuditEvent] = []

@@ -128,7 +128,10 @@ class Dispatcher:
             if stop is not None and stop.is_set():
                 return
             if attempted == 0:
-                time.sleep(interval)
+                if stop is not None:
+                    stop.wait(interval)
+                else:
+                    time.sleep(interval)
 
     # --- results ----------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -136,12 +137,14 @@ class Reconciler:
             return None
         return "plan|" + hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()
 
-    def apply(self) -> ApplyOutcome:
+    def apply(self, *, stop: threading.Event | None = None) -> ApplyOutcome:
         with installation_lock(self.config.home, timeout=60):
             executor = self._executor(actor="reconciler")
             executor.recover()
             outcome = self.plan()
-            results = executor.run(outcome.plan, outcome.desired, outcome.live)
+            results = executor.run(outcome.plan, outcome.desired, outcome.live, stop=stop)
+            if stop is not None and stop.is_set():
+                return ApplyOutcome(outcome.plan.revision, results, [])
             checks = executor.check(outcome.plan.checks, allow_loopback=self.config.allow_loopback_webhooks)
             executor.housekeeping(outcome.desired, outcome.plan, self.state.partners())
         return ApplyOutcome(outcome.plan.revision, results, checks)

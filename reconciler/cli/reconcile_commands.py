@@ -61,3 +61,29 @@ def apply(ctx: click.Context, /, check_interval: str, **given: Any) -> None:
     else:
         click.echo(output.apply_text(outcome))
     ctx.exit(0 if outcome.ok else 1)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="One reconcile (and one dispatch pass), then exit.")
+@click.option("--interval", default="60", show_default=True, help="Seconds between reconciles (60, 30s, 5m).")
+@_check_interval
+@common_options
+@click.pass_context
+def run(ctx: click.Context, /, once: bool, interval: str, check_interval: str, **given: Any) -> None:
+    """The reconcile loop: fetch, plan, apply, run due checks and rotations; the dispatcher alongside.
+
+    SIGTERM finishes the current action and exits 0. Errors back off exponentially (up to 10 min).
+
+    \b
+    Example:
+      partnerctl --trust-root /etc/partnerctl/trust-root.yaml --repo https://git.example/partners.git run
+    """
+    from reconciler.cli.events_commands import dispatcher
+    from reconciler.loop import run_loop
+
+    settings = settings_from(ctx, given)
+    seconds = parse_duration(interval).total_seconds()
+    with reconciler(settings, check_interval=parse_duration(check_interval), reads_repository=True) as engine:
+        code = run_loop(engine, dispatcher(settings, None), interval=seconds, once=once,
+                        report=lambda line: click.echo(f"partnerctl run: {line}", err=True))  # fmt: skip
+    ctx.exit(code)

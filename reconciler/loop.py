@@ -1,0 +1,70 @@
+"""The reconcile loop (``partnerctl run``): apply, sleep with jitter, back off on errors, stop cleanly.
+
+The webhook dispatcher runs alongside in a thread. SIGTERM (or SIGINT) sets a stop flag: the apply
+in progress finishes the partner it is on and the loop exits with status 0.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from reconciler.dispatch import Dispatcher
+from reconciler.errors import ReconcilerError
+from reconciler.reconcile import ApplyOutcome, Reconciler
+
+MAX_BACKOFF = 600.0
+
+
+def run_loop(
+    engine: Reconciler,
+    dispatcher: Dispatcher,
+    *,
+    interval: float,
+    once: bool,
+    report: Callable[[str], None],
+) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        report(f"received {signal.Signals(signum).name}: finishing the current action, then exiting")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    worker = threading.Thread(
+        target=dispatcher.run, kwargs={"once": once, "interval": 2.0, "stop": stop}, name="dispatcher", daemon=True
+    )
+    worker.start()
+    failures, code = 0, 0
+    try:
+        while not stop.is_set():
+            try:
+                outcome = engine.apply(stop=stop)
+                failures = 0
+                code = 0 if outcome.ok else 1
+                report(summary(outcome))
+            except ReconcilerError as error:
+                failures += 1
+                code = error.exit_code
+                report(f"reconcile failed ({failures} in a row): {error}")
+            if once:
+                break
+            pause = interval if failures == 0 else min(MAX_BACKOFF, interval * 2 ** min(failures, 10))
+            stop.wait(pause * random.uniform(0.9, 1.1))  # noqa: S311 - jitter, not security
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if not once else code
+
+
+def summary(outcome: ApplyOutcome) -> str:
+    failed = sum(1 for result in outcome.results if not result.ok)
+    return (
+        f"revision {outcome.revision[:12]}: {len(outcome.results) - failed} action(s) done, {failed} failed, "
+        f"{len(outcome.checks)} check(s)"
+    )

@@ -1,0 +1,41 @@
+"""``partnerctl run``: the reconcile loop, once or until SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.engine import Installation
+from tests.support.repo import TENANT
+
+
+def test_run_once_reconciles_and_exits(installation: Installation) -> None:
+    installation.repo.write_partner()
+    installation.repo.commit()
+    result = installation.run("run", "--once")
+    assert result.exit_code == 0, result
+    assert "3 action(s) done, 0 failed" in result.stderr
+    assert installation.status()[f"{TENANT}/acme-bank"]["phase"] == "AWAITING_HANDSHAKE"
+
+
+def test_sigterm_stops_the_loop_cleanly(installation: Installation) -> None:
+    installation.repo.write_partner()
+    installation.repo.commit()
+    command = [str(Path(sys.executable).parent / "partnerctl"), "--repo", str(installation.repo.root),
+               "--home", str(installation.home), "--approval", "none", "run", "--interval", "1"]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (installation.home / "state.db").exists():
+        time.sleep(0.1)
+    while time.monotonic() < deadline and installation.run("--output", "json", "status").json()["partners"] == []:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "received SIGTERM" in stderr
