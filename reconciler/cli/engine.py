@@ -55,8 +55,6 @@ def reconciler(
     warning = gate.warning() if gate is not None else None
     if warning:
         click.echo(warning, err=True)
-    if reads_repository and settings.dev_allow_loopback_webhooks:
-        click.echo("warning: --dev-allow-loopback-webhooks: http webhooks on loopback are allowed", err=True)
     config = Config(
         repo=settings.repo,
         ref=settings.ref,

@@ -28,6 +28,16 @@ def cli(ctx: click.Context, /, **given: Any) -> None:
     """
     ctx.obj = base_settings(given)
     ctx.ensure_object(Settings)
+    ctx.call_on_close(lambda: _warn_dev_flags(ctx.obj))
+
+
+def _warn_dev_flags(settings: Settings) -> None:
+    """DESIGN §11: the loopback flag warns on every run (stderr, so JSON on stdout stays clean)."""
+    if settings.dev_allow_loopback_webhooks:
+        click.echo(
+            "warning: --dev-allow-loopback-webhooks: http webhooks on loopback are allowed (never in production)",
+            err=True,
+        )
 
 
 cli.add_command(validate_command.validate)
