@@ -45,7 +45,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 REALM = "scp"
-SYNC_WRITE_INTERVAL = 60.0  # seconds between lastSuccessfulSync writes for ordinary API calls
+SYNC_WRITE_INTERVAL = 60.0
+MAX_BODY_BYTES = 1024 * 1024  # seconds between lastSuccessfulSync writes for ordinary API calls
 _HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
                b"transfer-encoding", b"upgrade", b"host", b"authorization", b"content-length"}  # fmt: skip
 _IDENTITY_HEADERS = (b"x-partner", b"x-client-id", b"x-partner-scopes")
@@ -329,11 +330,16 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-async def _body(receive: Receive) -> bytes:
-    chunks = []
+async def _body(receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes so nobody can exhaust the gateway's memory."""
+    chunks, size = [], 0
     while True:
         message = await receive()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Refusal(413, {"error": "request_too_large", "error_description": f"bodies are at most {limit} bytes"})
+        chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
 

@@ -11,7 +11,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import Onboarded
-from tests.support.repo import PARTNER, TENANT, edit
+from tests.support.repo import TENANT, edit
 
 ACME = f"{TENANT}/acme-bank"
 APPROVED = ["beneficiary:read:anonymous", "payment:status:read", "payment:status:update"]
@@ -212,11 +212,14 @@ def test_rotation_keeps_old_tokens_during_overlap_only(onboarded: Onboarded, mon
     assert get(onboarded, "/v1/ping", old).status_code == 401
 
 
-def test_the_partner_record_is_not_leaked_by_the_gateway(onboarded: Onboarded) -> None:
+def test_the_gateway_writes_no_secret_to_the_audit_log(onboarded: Onboarded) -> None:
     assert get(onboarded, "/v1/ping", token(onboarded)).status_code == 200
     secret = onboarded.credentials["client_secret"]
     assert secret not in (onboarded.installation.home / "audit.jsonl").read_text()
 
 
-def test_partner_manifest_is_untouched(onboarded: Onboarded) -> None:
-    assert PARTNER  # the fixture rewrote only the webhook URL
+
+def test_oversized_bodies_are_refused(onboarded: Onboarded) -> None:
+    response = httpx.post(f"{onboarded.gateway.url}/oauth2/token", content=b"grant_type=" + b"x" * (1024 * 1024 + 1),
+                          headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert response.status_code == 413
