@@ -17,6 +17,8 @@ import asyncio
 import functools
 import random
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -63,12 +65,14 @@ class Dispatcher:
         per_endpoint: int = 8,
         timeout: float = 15.0,
         batch: int = 500,
+        on_results: Callable[[Counter[str]], None] | None = None,
     ) -> None:
         self.state, self.secrets, self.home = state, secrets, home
         self.audit = AuditLog(home / "audit.jsonl")
         self.allow_loopback = allow_loopback
         self.schedule = schedule
         self.concurrency, self.per_endpoint, self.timeout, self.batch = concurrency, per_endpoint, timeout, batch
+        self.on_results = on_results  # e.g. metrics: how many deliveries ended in each status
 
     async def run_once(self) -> int:
         """One pass over the deliveries due now; how many were attempted."""
@@ -166,6 +170,8 @@ class Dispatcher:
                     record.last_successful_sync = before[2]  # recent enough: spare the write
                 audit += [AuditEvent(event, row.partner, details, "dispatcher") for event, details in changes]
             self.state.record_attempts(rows)
+            if self.on_results is not None:
+                self.on_results(Counter(row.status for row in rows))
             for partner, webhook in set(held):
                 self.state.hold(partner, webhook)
             changed = [records[key] for key in sorted(dirty)]

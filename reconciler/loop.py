@@ -9,11 +9,14 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 
+from reconciler import clock
 from reconciler.dispatch import Dispatcher
 from reconciler.errors import ReconcilerError
+from reconciler.metrics import Metrics
 from reconciler.reconcile import ApplyOutcome, Reconciler
 
 MAX_BACKOFF = 600.0
@@ -26,8 +29,11 @@ def run_loop(
     interval: float,
     once: bool,
     report: Callable[[str], None],
+    metrics: Metrics | None = None,
 ) -> int:
     stop = threading.Event()
+    if metrics is not None:
+        dispatcher.on_results = metrics.observe_deliveries
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         report(f"received {signal.Signals(signum).name}: finishing the current action, then exiting")
@@ -41,21 +47,30 @@ def run_loop(
     failures, code = 0, 0
     try:
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 outcome = engine.apply(stop=stop)
                 failures = 0
                 code = 0 if outcome.ok else 1
                 report(summary(outcome))
+                if metrics is not None:
+                    metrics.observe_apply(outcome, time.monotonic() - started)
+                    metrics.observe_state(engine.state.partners(), engine.secrets.live_credentials(), clock.now())
+                    metrics.ready = True
             except ReconcilerError as error:
                 failures += 1
                 code = error.exit_code
                 report(f"reconcile failed ({failures} in a row): {error}")
+                if metrics is not None:
+                    metrics.ready = False
             if once:
                 break
             pause = interval if failures == 0 else min(MAX_BACKOFF, interval * 2 ** min(failures, 10))
             stop.wait(pause * random.uniform(0.9, 1.1))  # noqa: S311 - jitter, not security
     finally:
         stop.set()
+        if metrics is not None:
+            metrics.alive = False
         worker.join(timeout=30)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -66,10 +66,23 @@ def apply(ctx: click.Context, /, check_interval: str, **given: Any) -> None:
 @click.command()
 @click.option("--once", is_flag=True, help="One reconcile (and one dispatch pass), then exit.")
 @click.option("--interval", default="60", show_default=True, help="Seconds between reconciles (60, 30s, 5m).")
+@click.option("--metrics-port", type=int, help="Serve /metrics, /healthz and /readyz on this port.")
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port (0.0.0.0 in a pod)."
+)
 @_check_interval
 @common_options
 @click.pass_context
-def run(ctx: click.Context, /, once: bool, interval: str, check_interval: str, **given: Any) -> None:
+def run(
+    ctx: click.Context,
+    /,
+    once: bool,
+    interval: str,
+    metrics_port: int | None,
+    metrics_host: str,
+    check_interval: str,
+    **given: Any,
+) -> None:
     """The reconcile loop: fetch, plan, apply, run due checks and rotations; the dispatcher alongside.
 
     SIGTERM finishes the current action and exits 0. Errors back off exponentially (up to 10 min).
@@ -80,10 +93,17 @@ def run(ctx: click.Context, /, once: bool, interval: str, check_interval: str, *
     """
     from reconciler.cli.events_commands import dispatcher
     from reconciler.loop import run_loop
+    from reconciler.metrics import Metrics
 
     settings = settings_from(ctx, given)
     seconds = parse_duration(interval).total_seconds()
-    with reconciler(settings, check_interval=parse_duration(check_interval), reads_repository=True) as engine:
-        code = run_loop(engine, dispatcher(settings, None), interval=seconds, once=once,
-                        report=lambda line: click.echo(f"partnerctl run: {line}", err=True))  # fmt: skip
+    metrics = Metrics() if metrics_port is not None else None
+    server = metrics.serve(metrics_port, metrics_host) if metrics is not None and metrics_port is not None else None
+    try:
+        with reconciler(settings, check_interval=parse_duration(check_interval), reads_repository=True) as engine:
+            code = run_loop(engine, dispatcher(settings, None), interval=seconds, once=once, metrics=metrics,
+                            report=lambda line: click.echo(f"partnerctl run: {line}", err=True))  # fmt: skip
+    finally:
+        if server is not None:
+            server.shutdown()
     ctx.exit(code)

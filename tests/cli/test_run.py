@@ -9,8 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.support.engine import Installation
 from tests.support.repo import TENANT
+from tests.support.servers import free_port
 
 
 def test_run_once_reconciles_and_exits(installation: Installation) -> None:
@@ -39,3 +42,35 @@ def test_sigterm_stops_the_loop_cleanly(installation: Installation) -> None:
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "received SIGTERM" in stderr
+
+
+def test_metrics_health_and_readiness(installation: Installation) -> None:
+    installation.repo.write_partner()
+    installation.repo.commit()
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "partnerctl"), "--repo", str(installation.repo.root),
+               "--home", str(installation.home), "--approval", "none", "run", "--interval", "1",
+               "--metrics-port", str(port)]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'partnerctl_partners{health="UNKNOWN",phase="AWAITING_HANDSHAKE"} 1.0' in metrics
+        assert 'partnerctl_actions_total{action="register-partner",result="ok"} 1.0' in metrics
+        assert f'partnerctl_credential_age_seconds{{partner="{TENANT}/acme-bank"}}' in metrics
+        assert "partnerctl_reconcile_duration_seconds_count" in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0

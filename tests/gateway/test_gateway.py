@@ -218,7 +218,6 @@ def test_the_gateway_writes_no_secret_to_the_audit_log(onboarded: Onboarded) -> 
     assert secret not in (onboarded.installation.home / "audit.jsonl").read_text()
 
 
-
 def test_oversized_bodies_are_refused(onboarded: Onboarded) -> None:
     response = httpx.post(f"{onboarded.gateway.url}/oauth2/token", content=b"grant_type=" + b"x" * (1024 * 1024 + 1),
                           headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
