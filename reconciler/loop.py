@@ -6,6 +6,7 @@ in progress finishes the partner it is on and the loop exits with status 0.
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import threading
@@ -28,7 +29,7 @@ def run_loop(
     *,
     interval: float,
     once: bool,
-    report: Callable[[str], None],
+    report: Callable[..., None],
     metrics: Metrics | None = None,
 ) -> int:
     stop = threading.Event()
@@ -36,7 +37,7 @@ def run_loop(
         dispatcher.on_results = metrics.observe_deliveries
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        report(f"received {signal.Signals(signum).name}: finishing the current action, then exiting")
+        report(f"received {signal.Signals(signum).name}: finishing the current action, then exiting", level="warning")
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -52,7 +53,12 @@ def run_loop(
                 outcome = engine.apply(stop=stop)
                 failures = 0
                 code = 0 if outcome.ok else 1
-                report(summary(outcome))
+                report(summary(outcome), revision=outcome.revision)
+                for result in outcome.results:
+                    report(
+                        f"{result.action} {'ok' if result.ok else 'failed: ' + str(result.error)}",
+                        revision=outcome.revision, partner=result.partner, level="info" if result.ok else "error",
+                    )  # fmt: skip
                 if metrics is not None:
                     metrics.observe_apply(outcome, time.monotonic() - started)
                     metrics.observe_state(engine.state.partners(), engine.secrets.live_credentials(), clock.now())
@@ -60,7 +66,7 @@ def run_loop(
             except ReconcilerError as error:
                 failures += 1
                 code = error.exit_code
-                report(f"reconcile failed ({failures} in a row): {error}")
+                report(f"reconcile failed ({failures} in a row): {error}", level="error")
                 if metrics is not None:
                     metrics.ready = False
             if once:
@@ -83,3 +89,18 @@ def summary(outcome: ApplyOutcome) -> str:
         f"revision {outcome.revision[:12]}: {len(outcome.results) - failed} action(s) done, {failed} failed, "
         f"{len(outcome.checks)} check(s)"
     )
+
+
+def reporter(*, json_lines: bool, echo: Callable[[str], None]) -> Callable[..., None]:
+    """Log lines for ``run``: plain text, or one JSON object per line with the partner and revision."""
+
+    def report(message: str, *, level: str = "info", revision: str | None = None, partner: str | None = None) -> None:
+        if json_lines:
+            record = {"time": clock.now().isoformat(), "level": level, "msg": message,
+                      "revision": revision, "partner": partner}  # fmt: skip
+            echo(json.dumps(record, sort_keys=True))
+        else:
+            where = " ".join(part for part in (partner, revision[:12] if revision else None) if part)
+            echo(f"partnerctl run: {where + ': ' if where else ''}{message}")
+
+    return report

@@ -66,6 +66,8 @@ def apply(ctx: click.Context, /, check_interval: str, **given: Any) -> None:
 @click.command()
 @click.option("--once", is_flag=True, help="One reconcile (and one dispatch pass), then exit.")
 @click.option("--interval", default="60", show_default=True, help="Seconds between reconciles (60, 30s, 5m).")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one object per line with time, level, msg, partner and revision.")  # fmt: skip
 @click.option("--metrics-port", type=int, help="Serve /metrics, /healthz and /readyz on this port.")
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port (0.0.0.0 in a pod)."
@@ -80,6 +82,7 @@ def run(
     interval: str,
     metrics_port: int | None,
     metrics_host: str,
+    log_format: str,
     check_interval: str,
     **given: Any,
 ) -> None:
@@ -92,7 +95,7 @@ def run(
       partnerctl --trust-root /etc/partnerctl/trust-root.yaml --repo https://git.example/partners.git run
     """
     from reconciler.cli.events_commands import dispatcher
-    from reconciler.loop import run_loop
+    from reconciler.loop import reporter, run_loop
     from reconciler.metrics import Metrics
 
     settings = settings_from(ctx, given)
@@ -101,8 +104,9 @@ def run(
     server = metrics.serve(metrics_port, metrics_host) if metrics is not None and metrics_port is not None else None
     try:
         with reconciler(settings, check_interval=parse_duration(check_interval), reads_repository=True) as engine:
+            report = reporter(json_lines=log_format == "json", echo=lambda line: click.echo(line, err=True))
             code = run_loop(engine, dispatcher(settings, None), interval=seconds, once=once, metrics=metrics,
-                            report=lambda line: click.echo(f"partnerctl run: {line}", err=True))  # fmt: skip
+                            report=report)  # fmt: skip
     finally:
         if server is not None:
             server.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,3 +75,15 @@ def test_metrics_health_and_readiness(installation: Installation) -> None:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
     assert process.returncode == 0
+
+
+def test_json_logs_carry_partner_and_revision(installation: Installation) -> None:
+    installation.repo.write_partner()
+    revision = installation.repo.commit()
+    result = installation.run("run", "--once", "--log-format", "json")
+    assert result.exit_code == 0, result
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert lines and all({"time", "level", "msg", "revision", "partner"} <= set(line) for line in lines)
+    per_partner = [line for line in lines if line["partner"] == f"{TENANT}/acme-bank"]
+    assert {line["msg"] for line in per_partner} >= {"register-partner ok", "issue-credential ok"}
+    assert all(line["revision"] == revision for line in per_partner)
