@@ -48,6 +48,13 @@ def at(monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
     monkeypatch.setenv("PARTNERCTL_NOW", moment)
 
 
+def fail_five_times(onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five attempts of the queued delivery, each past the previous retry with the largest jitter (+10 %)."""
+    for moment in ("12:00:00", "12:00:10", "12:06:00", "12:40:00", "14:55:00"):
+        at(monkeypatch, f"2026-11-28T{moment}Z")
+        dispatch(onboarded)
+
+
 @pytest.mark.parametrize(
     ("event_type", "data", "words"),
     [
@@ -155,10 +162,7 @@ def test_destinations_are_checked_again_at_send_time(onboarded: Onboarded) -> No
 def test_log01_from_failed_deliveries(onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch) -> None:
     onboarded.receiver.status = 503
     publish(onboarded)
-    # Each moment is past the previous retry with the largest jitter (+10 %).
-    for moment in ("12:00:00", "12:00:10", "12:06:00", "12:40:00", "14:55:00"):
-        at(monkeypatch, f"2026-11-28T{moment}Z")
-        dispatch(onboarded)
+    fail_five_times(onboarded, monkeypatch)
     hook = onboarded.installation.status()[ACME]["webhooks"][0]
     assert (hook["state"], hook["consecutiveFailures"]) == ("deactivated", 5)
     assert outbox(onboarded)[0][0] == "held"
@@ -229,9 +233,7 @@ def test_on_failure_flag_keeps_delivering(onboarded: Onboarded, monkeypatch: pyt
     onboarded.installation.apply()
     onboarded.receiver.status = 500
     publish(onboarded)
-    for moment in ("12:00:00", "12:00:10", "12:06:00", "12:40:00", "14:55:00"):
-        at(monkeypatch, f"2026-11-28T{moment}Z")
-        dispatch(onboarded)
+    fail_five_times(onboarded, monkeypatch)
     hook = onboarded.installation.status()[ACME]["webhooks"][0]
     assert (hook["state"], hook["consecutiveFailures"]) == ("flagged", 5)
     assert "webhook.flagged" in onboarded.installation.events(ACME)
