@@ -10,6 +10,7 @@ twice and no sealed pickup is lost.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,7 +74,7 @@ class Executor:
             return
         new_head = self.audit.append(head, entries, now=self.now)
         if outbox:
-            new_head = type(new_head)(new_head.seq, new_head.hash, new_head.offset, outbox[-1].id)
+            new_head = dataclasses.replace(new_head, outbox_cursor=outbox[-1].id)
         self.state.commit(records, new_head if entries else None)
 
     # --- plan execution ---------------------------------------------------------------------------
