@@ -81,7 +81,7 @@ class Dispatcher:
             return 0
         shaper = Shaper(self.state.setting("catalog") or {"spec": {"scopes": [], "events": []}})
         records: dict[str, PartnerRecord | None] = {}
-        events: dict[str, StoredEvent | None] = {}
+        events: dict[str, StoredEvent] = self.state.events([row.event_id for row in due])
         secrets: dict[tuple[str, str], str | None] = {}
         overall = asyncio.Semaphore(self.concurrency)
         endpoints: dict[str, asyncio.Semaphore] = {}
@@ -97,9 +97,7 @@ class Dispatcher:
                     return row, CANCELLED
                 if hook.state == "deactivated":
                     return row, HELD
-                if row.event_id not in events:
-                    events[row.event_id] = self.state.event(row.event_id)
-                event = events[row.event_id]
+                event = events.get(row.event_id)
                 if (row.partner, row.webhook) not in secrets:
                     secrets[row.partner, row.webhook] = self.secrets.webhook_secret(row.partner, row.webhook)
                 secret = secrets[row.partner, row.webhook]

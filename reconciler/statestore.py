@@ -121,6 +121,9 @@ class StateStore(Protocol):
 
     def event(self, event_id: str) -> StoredEvent | None: ...
 
+    def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
+        """Several events by id, in one read (a dispatcher pass)."""
+
     def deliveries(self, event_id: str | None = None) -> list[DeliveryRow]: ...
 
     def record_attempts(self, rows: list[DeliveryRow]) -> None:

@@ -111,6 +111,16 @@ class SqliteStateStore:
         row = self._db.execute("SELECT id, type, data, received_at FROM events WHERE id = ?", (event_id,)).fetchone()
         return StoredEvent(row[0], row[1], json.loads(row[2]), row[3]) if row else None
 
+    def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
+        found: dict[str, StoredEvent] = {}
+        unique = sorted(set(event_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(f"SELECT id, type, data, received_at FROM events WHERE id IN ({marks})", chunk):
+                found[row[0]] = StoredEvent(row[0], row[1], json.loads(row[2]), row[3])
+        return found
+
     def deliveries(self, event_id: str | None = None) -> list[DeliveryRow]:
         if event_id is None:
             rows = self._db.execute(f"SELECT {_DELIVERY} FROM deliveries ORDER BY id")
