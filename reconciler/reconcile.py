@@ -21,7 +21,7 @@ from reconciler.approval import ApprovalGate
 from reconciler.audit import AuditEvent, AuditLog, Verdict
 from reconciler.backends import open_secrets, open_state
 from reconciler.clock import now as clock_now
-from reconciler.credentials import Credential, client_id_for, new_client_secret
+from reconciler.credentials import Credential, new_client_secret
 from reconciler.errors import ReconcilerError, UsageError
 from reconciler.gitsource import Revision, open_repository
 from reconciler.locking import installation_lock
@@ -192,9 +192,6 @@ class Reconciler:
 
     def verify_audit(self) -> Verdict:
         return self.audit.verify(self.state.audit_head())
-
-    def client_id(self, partner: str) -> str:
-        return client_id_for(partner)
 
     # --- internals --------------------------------------------------------------------------------
 

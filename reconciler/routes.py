@@ -43,6 +43,3 @@ class RouteTable:
             if route.method == method and route.pattern.match(path):
                 return route
         return None
-
-    def knows_path(self, path: str) -> bool:
-        return any(route.pattern.match(path) for route in self.routes)

@@ -119,8 +119,6 @@ class StateStore(Protocol):
     def due(self, now: float, limit: int) -> list[DeliveryRow]:
         """Pending deliveries whose next attempt is due, oldest first."""
 
-    def event(self, event_id: str) -> StoredEvent | None: ...
-
     def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
         """Several events by id, in one read (a dispatcher pass)."""
 

@@ -107,10 +107,6 @@ class SqliteStateStore:
         )
         return [DeliveryRow(*row) for row in rows]
 
-    def event(self, event_id: str) -> StoredEvent | None:
-        row = self._db.execute("SELECT id, type, data, received_at FROM events WHERE id = ?", (event_id,)).fetchone()
-        return StoredEvent(row[0], row[1], json.loads(row[2]), row[3]) if row else None
-
     def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
         found: dict[str, StoredEvent] = {}
         unique = sorted(set(event_ids))
