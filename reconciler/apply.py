@@ -25,6 +25,7 @@ from reconciler import webhooks
 from reconciler.audit import AuditEvent, AuditLog
 from reconciler.credentials import Credential, client_id_for, new_client_secret, new_webhook_secret
 from reconciler.desired import DesiredPartner, DesiredState
+from reconciler.errors import StoreUnavailable
 from reconciler.plan import Action, LiveState, Plan, desired_spec, desired_webhooks, rotation_settings
 from reconciler.secretstore import SecretStore
 from reconciler.statestore import PartnerRecord, StateStore, WebhookRecord
@@ -98,6 +99,8 @@ class Executor:
                 for action in actions:
                     self._execute(action, record, partner, desired, events)
                     done.append(action)
+            except StoreUnavailable:
+                raise  # every partner would fail the same way; what is done is in the stores, a rerun converges
             except Exception as error:  # one failing partner never blocks the others
                 message = f"{type(error).__name__}: {error}"
                 results.extend(Result(key, action.action, True) for action in done)

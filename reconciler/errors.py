@@ -2,7 +2,9 @@
 
 ReconcilerError
 ├── UsageError          the command line or environment is wrong (exit 2)
-└── RepositoryError     the partner repository cannot be read
+├── RepositoryError     the partner repository cannot be read
+├── StoreUnavailable    a store cannot be used now (sealed, unreachable, forbidden): stop, retry later
+└── WriteConflict       another writer changed the same record first; nothing was written
 """
 
 from __future__ import annotations
@@ -22,3 +24,11 @@ class UsageError(ReconcilerError):
 
 class RepositoryError(ReconcilerError):
     """The partner repository (working tree or git) cannot be read."""
+
+
+class StoreUnavailable(ReconcilerError):
+    """A backend refuses every further call (sealed, unreachable, forbidden): the run stops, a retry converges."""
+
+
+class WriteConflict(ReconcilerError):
+    """A check-and-set write lost to another writer; the record is unchanged and a rerun converges."""

@@ -151,12 +151,12 @@ class Reconciler:
 
     # --- credentials ------------------------------------------------------------------------------
 
-    def deliver(self, partner: str) -> Pickup | None:
+    def deliver(self, partner: str, *, token_endpoint: str = "") -> Pickup | None:
         """The one-time pickup of ``partner``; None (audited as refused) when there is none."""
         with installation_lock(self.config.home, timeout=60):
             executor = self._executor()
             executor.recover()
-            pickup = self.secrets.take_pickup(partner, now=clock_now())
+            pickup = self.secrets.take_pickup(partner, now=clock_now(), token_endpoint=token_endpoint)
             executor.commit([], [])
         return pickup
 

@@ -26,12 +26,18 @@ class OutboxEvent:
 
 @dataclass(frozen=True)
 class Pickup:
-    """What a Tech Lead picks up once: the client secret and webhook signing secrets not yet delivered."""
+    """What a Tech Lead picks up once: the client secret and webhook signing secrets not yet delivered.
+
+    A Vault store hands out no plaintext: the secrets are response-wrapped, and ``wrap_token`` is the
+    single-use token that unwraps them (within ``wrap_ttl`` seconds).
+    """
 
     partner: str
     client_id: str
     client_secret: str | None
     webhook_secrets: dict[str, str] = field(default_factory=dict)
+    wrap_token: str | None = None
+    wrap_ttl: int | None = None
 
 
 class SecretStore(Protocol):
@@ -71,8 +77,10 @@ class SecretStore(Protocol):
 
     def pending_pickups(self) -> set[str]: ...
 
-    def take_pickup(self, partner: str, *, now: datetime) -> Pickup | None:
-        """Unseal and destroy the partner's pickup; None (and a refusal event) when there is none."""
+    def take_pickup(self, partner: str, *, now: datetime, token_endpoint: str) -> Pickup | None:
+        """Unseal and destroy the partner's pickup; None (and a refusal event) when there is none.
+
+        ``token_endpoint`` goes into a wrapped delivery document, which is all the Tech Lead receives."""
 
     def events_after(self, cursor: int) -> list[OutboxEvent]: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.support.gitrepo import GitPartnerRepo
 from tests.support.repo import PARTNER, TENANT, TODAY, PartnerRepo, policy_text
 from tests.support.servers import HttpRecorder, UvicornThread
 from tests.support.signing import Signer, make_signer, trailers, trust_root_yaml
+from tests.support.vault import VaultServer, VaultSpace, external_server, start_dev_server
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,3 +136,26 @@ def onboarded(git_repo: GitPartnerRepo, tmp_path: Path) -> Iterator[Onboarded]:
     server.stop()
     partner_receiver.stop()
     upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def vault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VaultServer]:
+    """A real Vault API for the session: the one in VAULT_ADDR/VAULT_TOKEN, else our own ``bao server -dev``."""
+    server = external_server() or start_dev_server(tmp_path_factory.mktemp("bao"))
+    server.prepare()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vault(vault_server: VaultServer, monkeypatch: pytest.MonkeyPatch) -> VaultSpace:
+    """A fresh prefix in the session's Vault and, in VAULT_TOKEN, a token with only the documented policy."""
+    space = VaultSpace(vault_server, f"scp-partners/test-{secrets.token_hex(4)}", vault_server.token("partnerctl"))
+    monkeypatch.setenv("VAULT_TOKEN", space.token)
+    return space
+
+
+@pytest.fixture
+def vault_installation(vault: VaultSpace, git_repo: GitPartnerRepo, tmp_path: Path) -> Installation:
+    """An empty installation keeping its secrets in ``vault`` (--approval none, loopback webhooks allowed)."""
+    return Installation(git_repo, tmp_path / "home", extra=("--secrets", vault.url, "--dev-allow-loopback-webhooks"))

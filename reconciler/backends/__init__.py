@@ -4,6 +4,8 @@
           sqlite:///PATH       SQLite at PATH
 --secrets (default)            local store in <home>/secrets/
           local:///PATH        local store in folder PATH
+          vault+https://HOST:PORT?mount=secret&prefix=scp-partners&transit=transit&key=scp-partners
+                               Vault or OpenBao (see vault_secrets.py); vault:// takes VAULT_ADDR
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def open_state(url: str | None, *, home: Path) -> StateStore:
     raise UsageError(f"--state {url}: unsupported; use sqlite:///PATH (default: SQLite under --home)")
 
 
-def open_secrets(url: str | None, *, home: Path) -> SecretStore:
+def open_secrets(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> SecretStore:
+    """The secret store at ``url``; ``cache_seconds`` lets a remote store answer repeated reads from memory."""
     from reconciler.backends.local_secrets import LocalSecretStore
 
     if not url:
@@ -35,4 +38,11 @@ def open_secrets(url: str | None, *, home: Path) -> SecretStore:
     parts = urlsplit(url)
     if parts.scheme in ("local", "file") and parts.path:
         return LocalSecretStore(Path(parts.path))
-    raise UsageError(f"--secrets {url}: unsupported; use local:///FOLDER (default: local store under --home)")
+    if parts.scheme in ("vault", "vault+https", "vault+http"):
+        from reconciler.backends.vault_secrets import VaultSecretStore, parse_url
+
+        return VaultSecretStore(parse_url(url), cache_seconds=cache_seconds)
+    raise UsageError(
+        f"--secrets {url}: unsupported; use local:///FOLDER (default: local store under --home) "
+        "or vault+https://HOST:PORT"
+    )

@@ -186,7 +186,7 @@ class LocalSecretStore:
     def pending_pickups(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT partner FROM pickups WHERE sealed IS NOT NULL")}
 
-    def take_pickup(self, partner: str, *, now: datetime) -> Pickup | None:
+    def take_pickup(self, partner: str, *, now: datetime, token_endpoint: str = "") -> Pickup | None:
         with Transaction(self._db):
             row = self._db.execute(
                 "SELECT sealed FROM pickups WHERE partner = ? AND sealed IS NOT NULL", (partner,)

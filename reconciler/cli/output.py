@@ -168,6 +168,18 @@ def pickup_text(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def wrapped_text(document: dict[str, Any]) -> str:
+    hours = (document["wrap_ttl"] or 0) / 3600
+    return "\n".join([
+        f"Credentials for {document['partner']} are wrapped in Vault (single use, valid {hours:g} h).",
+        f"  wrap_token: {document['wrap_token']}",
+        "Send the token to the partner's Tech Lead over a separate channel. They unwrap it once with:",
+        "  partnerctl --secrets vault+https://VAULT:8200 credentials unwrap -     (token on stdin)",
+        "  or: vault unwrap TOKEN",
+        "If their unwrap fails, someone else used the token first: rotate the credentials at once.",
+    ])  # fmt: skip
+
+
 def audit_text(entries: list[dict[str, Any]]) -> str:
     lines = []
     for entry in entries:

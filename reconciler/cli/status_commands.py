@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import click
@@ -51,8 +52,9 @@ def deliver(ctx: click.Context, /, partner: str, **given: Any) -> None:
     """
     settings = settings_from(ctx, given)
     key = check_partner_key(partner)
+    gateway = os.environ.get("PARTNERCTL_GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
     with reconciler(settings) as engine:
-        pickup = engine.deliver(key)
+        pickup = engine.deliver(key, token_endpoint=f"{gateway}/oauth2/token")
     if pickup is None:
         click.echo(
             f"partnerctl: nothing to pick up for {key}: its credentials were already delivered or never issued; "
@@ -60,7 +62,13 @@ def deliver(ctx: click.Context, /, partner: str, **given: Any) -> None:
             err=True,
         )
         ctx.exit(1)
-    gateway = os.environ.get("PARTNERCTL_GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
+    if pickup.wrap_token is not None:
+        wrapped = {"partner": pickup.partner, "wrap_token": pickup.wrap_token, "wrap_ttl": pickup.wrap_ttl}
+        if settings.output == "json":
+            output.emit_json(wrapped)
+        else:
+            click.echo(output.wrapped_text(wrapped))
+        return
     document = {
         "partner": pickup.partner,
         "client_id": pickup.client_id,
@@ -68,6 +76,41 @@ def deliver(ctx: click.Context, /, partner: str, **given: Any) -> None:
         "token_endpoint": f"{gateway}/oauth2/token",
         "webhook_secrets": pickup.webhook_secrets,
     }
+    if settings.output == "json":
+        output.emit_json(document)
+    else:
+        click.echo(output.pickup_text(document))
+
+
+@credentials.command()
+@click.argument("token", required=False)
+@common_options
+@click.pass_context
+def unwrap(ctx: click.Context, /, token: str | None, **given: Any) -> None:
+    """Unwrap a Vault-mode delivery: the Tech Lead's single use of the wrap token from `deliver`.
+
+    Reads the token from standard input when TOKEN is left out or is "-" (keeps it out of the process
+    list). Needs only the Vault address (--secrets vault+https://… or VAULT_ADDR), no Vault token.
+    `vault unwrap TOKEN` gives the same document. A token already used or expired fails (exit 1) and,
+    when a Vault token with access to the store is set, the failure is audited.
+
+    \b
+    Example:
+      partnerctl --secrets vault+https://vault.internal:8200 credentials unwrap - < wrap-token.txt
+    """
+    from reconciler.backends.vault_secrets import UnwrapRefused, parse_url, unwrap_delivery
+
+    settings = settings_from(ctx, given)
+    if not token or token == "-":  # noqa: S105 - "-" means standard input
+        token = sys.stdin.readline().strip()
+    if not token:
+        raise click.UsageError("give the wrap token as an argument or on standard input")
+    config = parse_url(settings.secrets or "vault://")
+    try:
+        document = unwrap_delivery(config, token)
+    except UnwrapRefused as refused:
+        click.echo(f"partnerctl: {refused}", err=True)
+        ctx.exit(1)
     if settings.output == "json":
         output.emit_json(document)
     else:

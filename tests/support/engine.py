@@ -57,6 +57,10 @@ class Installation:
         assert result.exit_code == 0, result
         return dict(result.json())
 
+    def unwrap(self, token: str) -> Result:
+        """The Tech Lead's side of a Vault-mode delivery: ``partnerctl credentials unwrap``."""
+        return partnerctl(*self.extra, "--output", "json", "credentials", "unwrap", token)
+
     def audit(self) -> list[dict[str, Any]]:
         result = self.run("--output", "json", "audit", "log")
         return list(result.json()["entries"])

@@ -144,3 +144,9 @@ class PartnerRepo:
 
     def write_partner(self, text: str = PARTNER, name: str = "acme-bank", tenant: str = TENANT) -> str:
         return self.write(f"partners/{tenant}/{name}.yaml", text)
+
+    def write_partners(self, hook_base: str, *names: str) -> None:
+        """Copies of PARTNER named ``names``, their webhook at ``hook_base``/NAME (a loopback receiver)."""
+        for name in names:
+            text = PARTNER.replace("https://hooks.acme-bank.example/scp", f"{hook_base}/{name}")
+            self.write_partner(text.replace("acme-bank", name), name=name)
