@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from benchmarks import engine_bench, fanout_bench, gateway_bench, validate_bench
+from benchmarks import engine_bench, fanout_bench, gateway_bench, validate_bench, vault_bench
 
 if __name__ == "__main__":
     validate_bench.main()
     engine_bench.main()
     gateway_bench.main()
     fanout_bench.main()
+    vault_bench.main()

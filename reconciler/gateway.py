@@ -75,26 +75,36 @@ class Refusal(Exception):
 
 
 class Directory:
-    """Partners and credentials as the stores hold them now, cached until a store's counter moves."""
+    """Partners and credentials as the stores hold them now, cached until a store's counter moves.
+
+    A store without a counter (Vault) is asked every time; it answers from its own short cache."""
 
     def __init__(self, state: StateStore, secrets: SecretStore) -> None:
         self.state, self.secrets = state, secrets
-        self._versions: tuple[str | None, str | None] | None = None
-        self._partners: dict[str, tuple[PartnerRecord | None, list[Credential]]] = {}
+        self._state_version: str | None = None
+        self._secrets_version: str | None = None
+        self._records: dict[str, PartnerRecord | None] = {}
+        self._credentials: dict[str, list[Credential]] = {}
         self.routes = RouteTable(None)
+        self._routes_loaded = False
 
     def refresh(self) -> None:
-        versions = (self.state.version(), self.secrets.version())
-        if versions != self._versions or None in versions:
-            self._versions = versions
-            self._partners.clear()
+        state_version, secrets_version = self.state.version(), self.secrets.version()
+        if state_version != self._state_version or state_version is None or not self._routes_loaded:
+            self._state_version = state_version
+            self._records.clear()
             self.routes = RouteTable(self.state.setting("catalog"))
+            self._routes_loaded = True
+        if secrets_version != self._secrets_version or secrets_version is None:
+            self._secrets_version = secrets_version
+            self._credentials.clear()
 
     def partner(self, key: str) -> tuple[PartnerRecord | None, list[Credential]]:
-        if key not in self._partners:
-            live = [c for c in self.secrets.credentials(key) if c.live]
-            self._partners[key] = (self.state.partner(key), live)
-        return self._partners[key]
+        if key not in self._records:
+            self._records[key] = self.state.partner(key)
+        if key not in self._credentials:
+            self._credentials[key] = [c for c in self.secrets.credentials(key) if c.live]
+        return self._records[key], self._credentials[key]
 
 
 def usable(record: PartnerRecord | None) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
+import secrets as secrets_module
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,7 +27,8 @@ from reconciler.errors import ReconcilerError, UsageError
 from reconciler.gitsource import Revision, open_repository
 from reconciler.locking import installation_lock
 from reconciler.plan import LiveState, Plan, make_plan, stable_until
-from reconciler.secretstore import Pickup
+from reconciler.secretstore import Pickup, SecretStore
+from reconciler.statestore import StateStore
 from reconciler.status import status_json
 
 
@@ -75,6 +77,11 @@ class Reconciler:
         self.state = open_state(config.state_url, home=home)
         self.secrets = open_secrets(config.secrets_url, home=home)
         self.audit = AuditLog(home / "audit.jsonl")
+        try:
+            bind_stores(self.state, self.secrets)
+        except ReconcilerError:
+            self.close()
+            raise
 
     def close(self) -> None:
         self.state.close()
@@ -197,6 +204,35 @@ class Reconciler:
 
     def _executor(self, actor: str | None = None) -> Executor:
         return Executor(self.state, self.secrets, self.audit, now=clock_now(), actor=actor or self.config.actor)
+
+
+STORE_ID = "secret-store-id"
+
+
+def bind_stores(state: StateStore, secrets: SecretStore) -> None:
+    """Refuse a secret store other than the one this live state was built with.
+
+    Forgetting ``--secrets`` after a migration would otherwise open a fresh, empty store, and the next
+    apply would re-issue every partner's credential. The id lives in the secret store, so a migration
+    carries it along."""
+    recorded, present = state.setting(STORE_ID), secrets.sealed(STORE_ID)
+    if present is None:
+        if recorded is not None:
+            raise UsageError(
+                "this installation's live state belongs with another secret store (it was reconciled with store "
+                f"{recorded[:8]}…), but the one given is new and empty. Pass the --secrets URL it used (or "
+                "PARTNERCTL_SECRETS); going on would re-issue every credential."
+            )
+        secrets.put_sealed(STORE_ID, secrets_module.token_hex(16).encode())
+        present = secrets.sealed(STORE_ID)
+        assert present is not None
+    if recorded is None:
+        state.put_setting(STORE_ID, present.decode())
+    elif recorded != present.decode():
+        raise UsageError(
+            f"this installation's live state belongs with secret store {recorded[:8]}…, but --secrets points at store "
+            f"{present.decode()[:8]}…; pass the --secrets URL it used (or PARTNERCTL_SECRETS)."
+        )
 
 
 def _user() -> str:

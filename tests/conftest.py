@@ -27,7 +27,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's partnerctl settings; the clock is fixed."""
-    for name in ("PARTNERCTL_HOME", "PARTNERCTL_DEV_ALLOW_LOOPBACK", "GITHUB_TOKEN", "VAULT_ADDR", "VAULT_TOKEN"):
+    for name in (
+        "PARTNERCTL_HOME",
+        "PARTNERCTL_DEV_ALLOW_LOOPBACK",
+        "GITHUB_TOKEN",
+        "VAULT_ADDR",
+        "VAULT_TOKEN",
+        "PARTNERCTL_STATE",
+        "PARTNERCTL_SECRETS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PARTNERCTL_NOW", TODAY)
     monkeypatch.setenv("PARTNERCTL_HOME", str(tmp_path / "home"))

@@ -12,13 +12,17 @@ path "secret/data/scp-partners/_installation/*" {
 path "secret/metadata/scp-partners/*" {
   capabilities = ["read"]
 }
+# Settings (never key material) of the key, checked at start so a missing key is named.
+path "transit/keys/scp-partners" {
+  capabilities = ["read"]
+}
 path "transit/hmac/scp-partners" {
   capabilities = ["update"]
 }
 path "transit/hmac/scp-partners/*" {
   capabilities = ["update"]
 }
-path "transit/hmac/scp-partners-migrated/*" {
+path "transit/hmac/scp-partners-migrated-*" {
   capabilities = ["update"]
 }
 path "transit/encrypt/scp-partners" {

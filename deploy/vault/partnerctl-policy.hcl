@@ -16,6 +16,10 @@ path "secret/metadata/scp-partners/*" {
 }
 
 # Keyed hashes (HMAC-SHA-256) and encryption with the partnerctl key; the key itself never leaves Vault.
+# Settings (never key material) of the key, checked at start so a missing key is named.
+path "transit/keys/scp-partners" {
+  capabilities = ["read"]
+}
 path "transit/hmac/scp-partners" {
   capabilities = ["update"]
 }
@@ -29,10 +33,7 @@ path "transit/decrypt/scp-partners" {
   capabilities = ["update"]
 }
 # Hashes of credentials migrated from an embedded installation (partnerctl secrets migrate).
-path "transit/hmac/scp-partners-migrated" {
-  capabilities = ["update"]
-}
-path "transit/hmac/scp-partners-migrated/*" {
+path "transit/hmac/scp-partners-migrated-*" {
   capabilities = ["update"]
 }
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -219,6 +221,38 @@ class LocalSecretStore:
     def close(self) -> None:
         self._db.close()
 
+    # --- migration out of this store (partnerctl secrets migrate) -----------------------------------
+
+    def hashing_key(self) -> bytes:
+        """The HMAC key of client-secret hashes, to import into Vault Transit so no secret is re-issued."""
+        return self._hmac_key
+
+    def export(self) -> Iterator[ExportedPartner]:
+        """Every partner's credentials (with their keyed hashes), webhook secrets and pending pickup, in clear."""
+        union = " UNION ".join(f"SELECT partner FROM {t}" for t in ("credentials", "webhook_secrets", "pickups"))
+        partners = {row[0] for row in self._db.execute(union)}
+        for partner in sorted(partners):
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS}, hash FROM credentials WHERE partner = ? ORDER BY generation", (partner,)
+            ).fetchall()
+            delivered = self._db.execute("SELECT delivered_at FROM pickups WHERE partner = ?", (partner,)).fetchone()
+            yield ExportedPartner(
+                partner=partner,
+                credentials=[(_credential(row[:-1]), row[-1]) for row in rows],
+                webhook_secrets={
+                    name: self.webhook_secret(partner, name) or ""
+                    for name in self.webhook_secret_names().get(partner, set())
+                },
+                pickup=self._pending_payload(partner),
+                delivered_at=delivered[0] if delivered else None,
+            )
+
+    def sealed_names(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT name FROM sealed_values ORDER BY name")]
+
+    def last_event_id(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0])
+
     # --- inside a transaction ---------------------------------------------------------------------
 
     def _insert(self, partner: str, client_id: str, secret: str, now: datetime) -> Credential:
@@ -300,6 +334,15 @@ class LocalSecretStore:
 
     def _unseal(self, sealed: bytes, purpose: str) -> bytes:
         return self._aead.decrypt(sealed[:12], sealed[12:], purpose.encode())
+
+
+@dataclass(frozen=True)
+class ExportedPartner:
+    partner: str
+    credentials: list[tuple[Credential, str]]  # each generation with its keyed hash (hex)
+    webhook_secrets: dict[str, str]
+    pickup: dict[str, Any] | None  # not yet delivered: client_id, client_secret?, webhook_secrets
+    delivered_at: str | None
 
 
 def _master_key(path: Path) -> bytes:

@@ -283,6 +283,23 @@ class VaultSecretStore:
         self._cache_key = secrets.token_bytes(32)  # keys the verification cache; never leaves this process
         self._confirmed: set[int] = set()
         self._outbox: tuple[Record, int] | None = None
+        self._check_transit_key()
+
+    def _check_transit_key(self) -> None:
+        # Transit's encrypt would quietly create a missing key for a token allowed to: refuse instead.
+        config = self.config
+
+        def absent() -> None:
+            raise StoreUnavailable(
+                f"Vault at {config.address} has no Transit key {config.key!r}: create it with "
+                f"`vault write -f {config.transit}/keys/{config.key}`"
+            )
+
+        self.vault.call(
+            "read the Transit key's settings",
+            lambda: self.vault.hvac.secrets.transit.read_key(config.key, mount_point=config.transit),
+            missing=absent,
+        )
 
     def version(self) -> str | None:
         return None  # KV has no counter that hand edits move: every plan reads Vault afresh

@@ -11,6 +11,10 @@ from reconciler.backends import open_secrets, open_state
 from reconciler.cli.options import common_options, settings_from
 from reconciler.gateway import Gateway, issuer_for
 
+# A remote secret store (Vault) may answer repeated verifications from memory for this long; so a
+# revocation reaches the gateway within it. The embedded store is always read directly.
+SECRET_CACHE_SECONDS = 5.0
+
 
 @click.group()
 def gateway() -> None:
@@ -38,7 +42,7 @@ def serve(ctx: click.Context, /, host: str, port: int, upstream: str | None, iss
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     app = Gateway(
         state=open_state(settings.state, home=home),
-        secrets=open_secrets(settings.secrets, home=home),
+        secrets=open_secrets(settings.secrets, home=home, cache_seconds=SECRET_CACHE_SECONDS),
         home=home,
         issuer=issuer or issuer_for(host, port),
         upstream=upstream,

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from reconciler.cli import approve as approve_command
-from reconciler.cli import events_commands, gateway_commands, reconcile_commands, status_commands
+from reconciler.cli import events_commands, gateway_commands, reconcile_commands, secrets_commands, status_commands
 from reconciler.cli import validate as validate_command
 from reconciler.cli.options import Settings, base_settings, common_options
 from reconciler.errors import ReconcilerError
@@ -53,6 +53,7 @@ cli.add_command(approve_command.approvers)
 cli.add_command(gateway_commands.gateway)
 cli.add_command(events_commands.events)
 cli.add_command(events_commands.dispatch)
+cli.add_command(secrets_commands.secrets_group)
 
 
 def main() -> None:

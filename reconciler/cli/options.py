@@ -34,8 +34,8 @@ class Settings:
 _OPTIONS: list[Callable[[F], F]] = [
     click.option("--repo", help="Partner repository: a path or git URL (default: the current folder)."),
     click.option("--ref", help="Git ref to reconcile (default: HEAD)."),
-    click.option("--state", help="State store URL (default: sqlite under --home)."),
-    click.option("--secrets", help="Secret store URL (default: local store under --home)."),
+    click.option("--state", help="State store URL (env PARTNERCTL_STATE; default: sqlite under --home)."),
+    click.option("--secrets", help="Secret store URL (env PARTNERCTL_SECRETS; default: local store under --home)."),
     click.option("--approval", type=click.Choice(["git", "github", "none"]), help="Approval evidence mode."),
     click.option("--github-repo", help="OWNER/NAME for --approval github (env GITHUB_REPOSITORY)."),
     click.option("--trust-root", type=click.Path(dir_okay=False, path_type=Path), help="TrustRoot file (out of band)."),
@@ -70,6 +70,8 @@ def settings_from(ctx: click.Context, given: dict[str, Any]) -> Settings:
 def base_settings(given: dict[str, Any]) -> Settings:
     settings = Settings(
         home=Path(os.environ.get("PARTNERCTL_HOME") or ".partnerctl"),
+        state=os.environ.get("PARTNERCTL_STATE") or None,
+        secrets=os.environ.get("PARTNERCTL_SECRETS") or None,
         dev_allow_loopback_webhooks=os.environ.get("PARTNERCTL_DEV_ALLOW_LOOPBACK", "") in ("1", "true", "yes"),
     )
     for name, value in given.items():

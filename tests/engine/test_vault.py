@@ -8,8 +8,12 @@ import httpx
 import pytest
 
 from reconciler.backends import open_secrets, open_state
+from reconciler.backends.local_secrets import LocalSecretStore
+from reconciler.backends.vault_secrets import VaultSecretStore, parse_url
 from reconciler.gateway import Gateway
+from reconciler.tokens import TokenAuthority
 from tests.support.engine import Installation
+from tests.support.gitrepo import GitPartnerRepo
 from tests.support.leaks import assert_nowhere
 from tests.support.repo import TENANT
 from tests.support.servers import HttpRecorder, UvicornThread
@@ -70,9 +74,7 @@ def test_credentials_issued_into_vault_are_delivered_wrapped_and_work_at_the_gat
         server.stop()
 
 
-def test_a_wrap_token_unwraps_once_and_a_second_unwrap_is_audited(
-    vault_installation: Installation, hooks: str
-) -> None:
+def test_a_wrap_token_unwraps_once_and_a_second_unwrap_is_audited(vault_installation: Installation, hooks: str) -> None:
     onboard(vault_installation, hooks)
     wrapped = vault_installation.deliver(ACME)
     assert vault_installation.unwrap(wrapped["wrap_token"]).exit_code == 0
@@ -176,3 +178,36 @@ def test_missing_mounts_and_keys_name_the_command_that_creates_them(
         result = installation.run("--secrets", space.url, "apply")
         assert result.exit_code == 1, (query, result)
         assert expected in result.stderr, (query, result.stderr)
+
+
+def test_an_embedded_installation_moves_into_vault_without_reissuing_anything(
+    git_repo: GitPartnerRepo, tmp_path: Path, vault: VaultSpace, hooks: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = Installation(git_repo, tmp_path / "home", extra=("--dev-allow-loopback-webhooks",))
+    onboard(local, hooks, "acme-bank", "beta-ngo")
+    acme = local.deliver(ACME)  # picked up in clear before the move; BETA's pickup is still pending
+    signing_key = TokenAuthority(LocalSecretStore(local.home / "secrets"), issuer="https://gw.example").jwks()
+
+    monkeypatch.setenv("VAULT_TOKEN", vault.server.token("partnerctl", "partnerctl-migrate"))
+    result = local.run("--output", "json", "secrets", "migrate", "--to", vault.url)
+    assert result.exit_code == 0, result
+    report = result.json()
+    assert (report["partners"], report["live_credentials"], report["pending_pickups"]) == (2, 2, 1)
+
+    moved = Installation(git_repo, local.home, extra=("--secrets", vault.url, "--dev-allow-loopback-webhooks"))
+    assert moved.plan()["actions"] == [], "nothing to re-issue or re-register"
+    monkeypatch.setenv("VAULT_TOKEN", vault.token)
+    store = VaultSecretStore(parse_url(vault.url))
+    assert store.verify(acme["client_id"], acme["client_secret"]) is not None, "the partner's secret still works"
+    assert store.webhook_secret(ACME, "payment-events") == acme["webhook_secrets"]["payment-events"]
+    assert TokenAuthority(store, issuer="https://gw.example").jwks() == signing_key
+    beta = pick_up(moved, BETA)
+    assert store.verify(beta["client_id"], beta["client_secret"]) is not None
+    store.close()
+
+    moved.apply()
+    assert [e["event"] for e in moved.audit()].count("credential.issued") == 2
+    assert moved.run("audit", "verify").exit_code == 0
+    assert (local.home / "secrets.migrated" / "secrets.key").exists()
+    forgot = local.run("plan")
+    assert forgot.exit_code == 2 and "PARTNERCTL_SECRETS" in forgot.stderr, "a forgotten --secrets re-issues nothing"

@@ -29,6 +29,7 @@ from tests.support.servers import free_port
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 POLICY = PROJECT_ROOT / "deploy" / "vault" / "partnerctl-policy.hcl"
 GATEWAY_POLICY = PROJECT_ROOT / "deploy" / "vault" / "partnerctl-gateway-policy.hcl"
+MIGRATE_POLICY = PROJECT_ROOT / "deploy" / "vault" / "partnerctl-migrate-policy.hcl"
 EXTERNAL = (os.environ.get("VAULT_ADDR"), os.environ.get("VAULT_TOKEN"))  # read before fixtures clean the env
 
 
@@ -91,6 +92,7 @@ class VaultServer:
             client.sys.enable_auth_method("approle")
         client.sys.create_or_update_policy("partnerctl", POLICY.read_text())
         client.sys.create_or_update_policy("partnerctl-gateway", GATEWAY_POLICY.read_text())
+        client.sys.create_or_update_policy("partnerctl-migrate", MIGRATE_POLICY.read_text())
 
     def token(self, *policies: str, ttl: str = "1h") -> str:
         """A child token with only ``policies`` (the documented least-privilege ones)."""
