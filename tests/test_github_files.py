@@ -56,6 +56,15 @@ def test_ci_runs_lint_and_tests() -> None:
     assert any("make test" in run for run in runs)
 
 
+def test_ci_runs_the_vault_tests_against_hashicorp_vault() -> None:
+    job = workflow("ci.yml")["jobs"]["vault"]
+    assert job["services"]["vault"]["image"].startswith("hashicorp/vault:")
+    assert job["env"]["VAULT_ADDR"].startswith("http://127.0.0.1:")
+    run = " ".join(steps({"jobs": {"vault": job}}))
+    for suite in ("tests/backends", "tests/engine/test_vault.py", "tests/engine/test_vault_faults.py"):
+        assert suite in run and (PROJECT_ROOT / suite).exists()
+
+
 def test_codeowners_gives_each_tenant_folder_to_its_admins() -> None:
     owners = {}
     for line in (PROJECT_ROOT / ".github" / "CODEOWNERS").read_text().splitlines():

@@ -85,6 +85,8 @@ def token_review() -> Iterator[HttpRecorder]:
 def test_kubernetes_service_account_login(
     vault: VaultSpace, token_review: HttpRecorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if not vault.server.ours:
+        pytest.skip("a Vault in a container cannot reach this test's TokenReview server on loopback")
     root = vault.server.client()
     if "kubernetes/" not in root.sys.list_auth_methods()["data"]:
         root.sys.enable_auth_method("kubernetes")
