@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -33,6 +32,12 @@ from reconciler.status import derive, webhook_result
 
 PING_TIMEOUT = 5.0
 PING_CONCURRENCY = 16
+
+
+class StopSignal(Protocol):
+    """Asked between two partners: SIGTERM, or the loop's leadership lost."""
+
+    def is_set(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -77,11 +82,13 @@ class Executor:
         if outbox:
             new_head = dataclasses.replace(new_head, outbox_cursor=outbox[-1].id)
         self.state.commit(records, new_head if entries else None)
+        if entries:
+            self.state.announce(entries)
 
     # --- plan execution ---------------------------------------------------------------------------
 
     def run(
-        self, plan: Plan, desired: DesiredState, live: LiveState, *, stop: threading.Event | None = None
+        self, plan: Plan, desired: DesiredState, live: LiveState, *, stop: StopSignal | None = None
     ) -> list[Result]:
         """Execute ``plan`` partner by partner; ``stop`` ends it between two partners (SIGTERM)."""
         results: list[Result] = []

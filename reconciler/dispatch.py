@@ -121,10 +121,11 @@ class Dispatcher:
         await asyncio.to_thread(self._record, outcomes)
         return len(due)
 
-    def run(self, *, once: bool, interval: float, stop: Any = None) -> None:
-        """Pass after pass; ``once``: until nothing is due now. ``stop``: a threading.Event to end the loop."""
+    def run(self, *, once: bool, interval: float, stop: Any = None, active: Callable[[], bool] | None = None) -> None:
+        """Pass after pass; ``once``: until nothing is due now. ``stop``: a threading.Event to end the loop.
+        ``active``: passes run only while it says so (the elected leader)."""
         while True:
-            attempted = asyncio.run(self.run_once())
+            attempted = asyncio.run(self.run_once()) if active is None or active() else 0
             if once and attempted == 0:
                 return
             if stop is not None and stop.is_set():

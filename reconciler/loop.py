@@ -13,12 +13,16 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from reconciler import clock
 from reconciler.dispatch import Dispatcher
 from reconciler.errors import ReconcilerError
 from reconciler.metrics import Metrics
 from reconciler.reconcile import ApplyOutcome, Reconciler
+
+if TYPE_CHECKING:
+    from reconciler.leader import LeaseElector
 
 MAX_BACKOFF = 600.0
 
@@ -31,8 +35,11 @@ def run_loop(
     once: bool,
     report: Callable[..., None],
     metrics: Metrics | None = None,
+    leadership: LeaseElector | None = None,
 ) -> int:
+    """Reconcile until stopped; with ``leadership``, only while holding the Lease (a standby waits)."""
     stop = threading.Event()
+    halt = _Halt(stop, leadership)
     if metrics is not None:
         dispatcher.on_results = metrics.observe_deliveries
 
@@ -41,16 +48,32 @@ def run_loop(
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    active = leadership.is_leader if leadership is not None else None
     worker = threading.Thread(
-        target=dispatcher.run, kwargs={"once": once, "interval": 2.0, "stop": stop}, name="dispatcher", daemon=True
-    )
+        target=dispatcher.run, kwargs={"once": once, "interval": 2.0, "stop": stop, "active": active},
+        name="dispatcher", daemon=True,
+    )  # fmt: skip
+    if leadership is not None:
+        leadership.start()
+        report(f"leader election: {leadership.identity} campaigns for Lease {leadership.namespace}/{leadership.name}")
     worker.start()
-    failures, code = 0, 0
+    failures, code, leading = 0, 0, False
     try:
         while not stop.is_set():
+            if leadership is not None and not leadership.is_leader():
+                if leading:
+                    report("lost the lease: stopped applying; standing by", level="warning")
+                leading = False
+                if metrics is not None:
+                    metrics.ready = leadership.last_error is None  # a healthy standby is ready
+                stop.wait(leadership.retry_period)
+                continue
+            if leadership is not None and not leading:
+                report(f"acquired the lease as {leadership.identity}: applying")
+                leading = True
             started = time.monotonic()
             try:
-                outcome = engine.apply(stop=stop)
+                outcome = engine.apply(stop=halt)
                 failures = 0
                 code = 0 if outcome.ok else 1
                 report(summary(outcome), revision=outcome.revision)
@@ -78,9 +101,21 @@ def run_loop(
         if metrics is not None:
             metrics.alive = False
         worker.join(timeout=30)
+        if leadership is not None:
+            leadership.stop()  # releases the Lease: a standby takes over at once
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0 if not once else code
+
+
+class _Halt:
+    """What an apply checks between partners: SIGTERM, or the Lease lost."""
+
+    def __init__(self, stop: threading.Event, leadership: LeaseElector | None) -> None:
+        self._stop, self._leadership = stop, leadership
+
+    def is_set(self) -> bool:
+        return self._stop.is_set() or (self._leadership is not None and not self._leadership.is_leader())
 
 
 def summary(outcome: ApplyOutcome) -> str:

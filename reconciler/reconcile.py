@@ -10,14 +10,13 @@ import getpass
 import hashlib
 import os
 import secrets as secrets_module
-import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from reconciler import desired as desired_state
-from reconciler.apply import Executor, Result
+from reconciler.apply import Executor, Result, StopSignal
 from reconciler.approval import ApprovalGate
 from reconciler.audit import AuditEvent, AuditLog, Verdict
 from reconciler.backends import open_secrets, open_state
@@ -144,7 +143,7 @@ class Reconciler:
             return None
         return "plan|" + hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()
 
-    def apply(self, *, stop: threading.Event | None = None) -> ApplyOutcome:
+    def apply(self, *, stop: StopSignal | None = None) -> ApplyOutcome:
         with installation_lock(self.config.home, timeout=60):
             executor = self._executor(actor="reconciler")
             executor.recover()

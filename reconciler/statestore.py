@@ -8,9 +8,12 @@ them without knowing what they mean.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.outbox import DeliveryRow, StoredEvent
+
+if TYPE_CHECKING:
+    from reconciler.audit import AuditEvent
 
 GENESIS_HASH = "0" * 64
 
@@ -132,5 +135,8 @@ class StateStore(Protocol):
 
     def release_held(self, partner: str, webhook: str, *, now: float) -> int:
         """Held deliveries go out again (a ping succeeded); returns how many."""
+
+    def announce(self, entries: list[AuditEvent]) -> None:
+        """Tell the platform's own event stream about audited events (Kubernetes Events); may do nothing."""
 
     def close(self) -> None: ...

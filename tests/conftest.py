@@ -16,6 +16,7 @@ from tests.support.engine import Installation
 from tests.support.github import TOKEN as GITHUB_TOKEN
 from tests.support.github import FakeGitHub, RunningGitHub
 from tests.support.gitrepo import GitPartnerRepo
+from tests.support.kube import FakeKubernetes, RunningKubernetes
 from tests.support.repo import PARTNER, TENANT, TODAY, PartnerRepo, policy_text
 from tests.support.servers import HttpRecorder, UvicornThread
 from tests.support.signing import Signer, make_signer, trailers, trust_root_yaml
@@ -35,6 +36,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "VAULT_TOKEN",
         "PARTNERCTL_STATE",
         "PARTNERCTL_SECRETS",
+        "KUBECONFIG",
+        "KUBERNETES_SERVICE_HOST",
+        "POD_NAME",
+        "POD_NAMESPACE",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PARTNERCTL_NOW", TODAY)
@@ -167,3 +172,21 @@ def vault(vault_server: VaultServer, monkeypatch: pytest.MonkeyPatch) -> VaultSp
 def vault_installation(vault: VaultSpace, git_repo: GitPartnerRepo, tmp_path: Path) -> Installation:
     """An empty installation keeping its secrets in ``vault`` (--approval none, loopback webhooks allowed)."""
     return Installation(git_repo, tmp_path / "home", extra=("--secrets", vault.url, "--dev-allow-loopback-webhooks"))
+
+
+@pytest.fixture
+def kube_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubernetes]:
+    """A local Kubernetes API (PartnerIntegrations, Leases, Events); KUBECONFIG points at it."""
+    fake = FakeKubernetes()
+    server = RunningKubernetes(fake, tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(server.kubeconfig))
+    yield fake
+    server.stop()
+
+
+@pytest.fixture
+def cluster_installation(kube_api: FakeKubernetes, git_repo: GitPartnerRepo, tmp_path: Path) -> Installation:
+    """An installation keeping partner records as PartnerIntegrations in namespace scp."""
+    return Installation(
+        git_repo, tmp_path / "home", extra=("--state", "kubernetes://scp", "--dev-allow-loopback-webhooks")
+    )

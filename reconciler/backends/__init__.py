@@ -2,6 +2,7 @@
 
 --state   (default)            SQLite at <home>/state.db
           sqlite:///PATH       SQLite at PATH
+          kubernetes://NS      PartnerIntegration objects in namespace NS (see kubernetes_state.py)
 --secrets (default)            local store in <home>/secrets/
           local:///PATH        local store in folder PATH
           vault+https://HOST:PORT?mount=secret&prefix=scp-partners&transit=transit&key=scp-partners
@@ -26,7 +27,14 @@ def open_state(url: str | None, *, home: Path) -> StateStore:
     parts = urlsplit(url)
     if parts.scheme == "sqlite" and parts.path:
         return SqliteStateStore(Path(parts.path))
-    raise UsageError(f"--state {url}: unsupported; use sqlite:///PATH (default: SQLite under --home)")
+    if parts.scheme == "kubernetes":
+        from reconciler.backends.kube import current_namespace
+        from reconciler.backends.kubernetes_state import KubernetesStateStore
+
+        return KubernetesStateStore(parts.netloc or current_namespace(), home)
+    raise UsageError(
+        f"--state {url}: unsupported; use sqlite:///PATH (default: SQLite under --home) or kubernetes://NAMESPACE"
+    )
 
 
 def open_secrets(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> SecretStore:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:
+    from reconciler.leader import LeaseElector
+
 from reconciler.cli import output
 from reconciler.cli.engine import parse_duration, reconciler
-from reconciler.cli.options import common_options, settings_from
+from reconciler.cli.options import Settings, common_options, settings_from
+from reconciler.errors import UsageError
 
 _check_interval = click.option(
     "--check-interval",
@@ -69,6 +73,11 @@ def apply(ctx: click.Context, /, check_interval: str, **given: Any) -> None:
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per line with time, level, msg, partner and revision.")  # fmt: skip
 @click.option("--metrics-port", type=int, help="Serve /metrics, /healthz and /readyz on this port.")
+@click.option("--leader-elect", is_flag=True, help="Apply only while holding a coordination.k8s.io/v1 Lease.")
+@click.option("--lease-name", default="partnerctl-leader", show_default=True, help="The Lease's name.")
+@click.option("--lease-namespace", help="The Lease's namespace (default: that of --state kubernetes://NS, the pod's).")
+@click.option("--lease-duration", default="15", show_default=True,
+              help="Seconds a leader's Lease lasts without renewal; a standby takes over after it.")  # fmt: skip
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port (0.0.0.0 in a pod)."
 )
@@ -84,6 +93,10 @@ def run(
     metrics_host: str,
     log_format: str,
     check_interval: str,
+    leader_elect: bool,
+    lease_name: str,
+    lease_namespace: str | None,
+    lease_duration: str,
     **given: Any,
 ) -> None:
     """The reconcile loop: fetch, plan, apply, run due checks and rotations; the dispatcher alongside.
@@ -105,9 +118,24 @@ def run(
     try:
         with reconciler(settings, check_interval=parse_duration(check_interval), reads_repository=True) as engine:
             report = reporter(json_lines=log_format == "json", echo=lambda line: click.echo(line, err=True))
+            leadership = elector(settings, lease_name, lease_namespace, lease_duration) if leader_elect else None
             code = run_loop(engine, dispatcher(settings, None), interval=seconds, once=once, metrics=metrics,
-                            report=report)  # fmt: skip
+                            report=report, leadership=leadership)  # fmt: skip
     finally:
         if server is not None:
             server.shutdown()
     ctx.exit(code)
+
+
+def elector(settings: Settings, name: str, namespace: str | None, duration: str) -> LeaseElector:
+    from urllib.parse import urlsplit
+
+    from reconciler.backends.kube import current_namespace
+    from reconciler.leader import LeaseElector
+
+    state = urlsplit(settings.state or "")
+    namespace = namespace or (state.netloc if state.scheme == "kubernetes" and state.netloc else current_namespace())
+    seconds = parse_duration(duration).total_seconds()
+    if seconds < 1:
+        raise UsageError(f"--lease-duration {duration}: at least one second")
+    return LeaseElector(namespace=namespace, name=name, lease_duration=seconds)

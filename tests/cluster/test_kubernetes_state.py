@@ -1,0 +1,79 @@
+"""Partner records as PartnerIntegration objects, through the real kubernetes client and a local API."""
+
+from __future__ import annotations
+
+from tests.support.engine import Installation
+from tests.support.kube import FakeKubernetes
+from tests.support.repo import TENANT
+from tests.support.servers import HttpRecorder
+
+ACME = f"{TENANT}/acme-bank"
+NAME = f"{TENANT}.acme-bank"
+
+
+def onboard(installation: Installation, receiver: tuple[HttpRecorder, str], *names: str) -> None:
+    installation.repo.write_partners(receiver[1], *(names or ("acme-bank",)))
+    installation.repo.commit("Onboard partners")
+    installation.apply()
+
+
+def test_applied_partners_are_partner_integrations_with_status(
+    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+) -> None:
+    onboard(cluster_installation, receiver)
+
+    found = kube_api.get("partnerintegrations", NAME)
+    assert found is not None
+    assert found["spec"] == {"tenant": TENANT, "partner": "acme-bank"}
+    assert found["metadata"]["labels"]["partners.scp.dev/tenant"] == TENANT
+    status = found["status"]
+    local = cluster_installation.status(ACME)[ACME]
+    assert (status["phase"], status["health"]) == (local["phase"], local["health"]) == ("AWAITING_HANDSHAKE", "UNKNOWN")
+    assert status["appliedRevision"] == cluster_installation.repo.git.head.commit.hexsha
+    assert {c["type"] for c in status["conditions"]} >= {"Approved", "CredentialsIssued", "WebhooksRegistered"}
+    assert status["webhooks"] == [{"name": "payment-events", "state": "active", "consecutiveFailures": 0}]
+    assert cluster_installation.plan()["actions"] == [], "the records read back from the API"
+    assert kube_api.requests["PUT partnerintegrations/status"] >= 1
+
+
+def test_a_conflicting_write_is_retried_on_a_fresh_read(
+    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+) -> None:
+    onboard(cluster_installation, receiver)
+    before = kube_api.requests["PUT partnerintegrations/status"]
+    kube_api.conflicts = 2  # two writers get in first
+    cluster_installation.run("credentials", "rotate", ACME)
+    cluster_installation.repo.write_partners(receiver[1], "acme-bank")
+    text = cluster_installation.repo.root / "partners" / TENANT / "acme-bank.yaml"
+    text.write_text(text.read_text().replace("suspended: false", "suspended: true"))
+    cluster_installation.repo.commit("Suspend ACME")
+    result = cluster_installation.apply()
+
+    assert all(item["ok"] for item in result["results"]), result
+    assert kube_api.requests["PUT partnerintegrations/status"] >= before + 3, "409s were answered with retries"
+    found = kube_api.get("partnerintegrations", NAME)
+    assert found is not None and found["status"]["phase"] == "SUSPENDED"
+
+
+def test_applied_actions_and_log01_become_kubernetes_events(
+    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+) -> None:
+    onboard(cluster_installation, receiver)
+    events = kube_api.items("events")
+    reasons = {event["reason"] for event in events}
+    assert {"PartnerRegistered", "CredentialIssued", "WebhookRegistered"} <= reasons
+    assert all(event["involvedObject"]["kind"] == "PartnerIntegration" for event in events)
+    assert all(event["involvedObject"]["name"] == NAME for event in events)
+
+    receiver[0].status = 503  # the partner's endpoint starts failing
+    for _ in range(5):
+        cluster_installation.run("apply", "--check-interval", "0")
+    warnings = [e for e in kube_api.items("events") if e["type"] == "Warning"]
+    assert {"WebhookFailing", "WebhookDeactivated"} <= {e["reason"] for e in warnings}
+    assert any("LOG-01" in e["message"] for e in warnings)
+
+
+def test_a_missing_kubeconfig_is_a_clear_error(installation: Installation) -> None:
+    result = installation.run("--state", "kubernetes://scp", "status")
+    assert result.exit_code == 2
+    assert "KUBECONFIG" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,140 @@
+"""Two ``partnerctl run --leader-elect`` processes against one Kubernetes API: one leader, failover
+when the leader is killed, no double apply, and a leader that loses its Lease stops at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.support.engine import Installation
+from tests.support.kube import FakeKubernetes
+from tests.support.repo import TENANT
+from tests.support.servers import HttpRecorder
+
+LEASE_SECONDS = 2
+
+
+class Runner:
+    """A ``partnerctl run`` process and the JSON log lines it has written so far."""
+
+    def __init__(self, installation: Installation, identity: str) -> None:
+        command = [str(Path(sys.executable).parent / "partnerctl"), "--repo", str(installation.repo.root),
+                   "--home", str(installation.home), "--approval", "none", *installation.extra, "run",
+                   "--leader-elect", "--lease-duration", str(LEASE_SECONDS), "--interval", "1",
+                   "--log-format", "json"]  # fmt: skip
+        self.identity = identity
+        self.process = subprocess.Popen(command, env={**os.environ, "POD_NAME": identity}, text=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        self.lines: list[dict[str, object]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            if line.startswith("{"):
+                self.lines.append(json.loads(line))
+
+    def said(self, fragment: str) -> bool:
+        return any(fragment in str(line.get("msg")) for line in list(self.lines))
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+def eventually(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> float:
+    """Wait for ``condition``; returns the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def runners(cluster_installation: Installation) -> Iterator[list[Runner]]:
+    started = [Runner(cluster_installation, "pod-a"), Runner(cluster_installation, "pod-b")]
+    yield started
+    for runner in started:
+        if runner.process.poll() is None:
+            runner.process.kill()
+            runner.process.wait()
+
+
+def holder(kube_api: FakeKubernetes) -> str | None:
+    lease = kube_api.get("leases", "partnerctl-leader")
+    return lease["spec"].get("holderIdentity") if lease else None
+
+
+def applied(kube_api: FakeKubernetes, name: str) -> bool:
+    found = kube_api.get("partnerintegrations", f"{TENANT}.{name}")
+    return bool(found and found.get("status"))
+
+
+def test_one_leader_applies_and_a_standby_takes_over_when_it_dies(
+    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str],
+    runners: list[Runner],
+) -> None:  # fmt: skip
+    cluster_installation.repo.write_partners(receiver[1], "acme-bank")
+    cluster_installation.repo.commit("Onboard ACME")
+
+    eventually(lambda: applied(kube_api, "acme-bank"), "the first partner to be applied")
+    leader = next(r for r in runners if r.identity == holder(kube_api))
+    standby = next(r for r in runners if r is not leader)
+    assert leader.said("acquired the lease") and not standby.said("acquired the lease")
+    time.sleep(LEASE_SECONDS)  # a few more rounds: the standby still only stands by
+    assert holder(kube_api) == leader.identity and not standby.said("acquired the lease")
+
+    leader.process.kill()  # no chance to release the Lease
+    leader.process.wait()
+    cluster_installation.repo.write_partners(receiver[1], "beta-ngo")
+    cluster_installation.repo.commit("Onboard Beta")
+    took = eventually(lambda: standby.said("acquired the lease"), "the standby to take over")
+    assert took < LEASE_SECONDS + 5, "the standby took over within the lease duration (plus its retry period)"
+    eventually(lambda: applied(kube_api, "beta-ngo"), "the new leader to apply the next commit")
+    lease = kube_api.get("leases", "partnerctl-leader")
+    assert lease is not None and lease["spec"]["holderIdentity"] == standby.identity
+    assert lease["spec"]["leaseTransitions"] >= 1
+
+    assert standby.stop() == 0
+    issued = Counter(e["partner"] for e in cluster_installation.audit() if e["event"] == "credential.issued")
+    assert issued == Counter({f"{TENANT}/acme-bank": 1, f"{TENANT}/beta-ngo": 1}), "nothing applied twice"
+    assert holder(kube_api) in (None, ""), "a leader that exits releases the Lease"
+
+
+def test_a_leader_that_loses_its_lease_stops_applying(
+    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str],
+    runners: list[Runner],
+) -> None:  # fmt: skip
+    for runner in runners[1:]:
+        runner.process.kill()
+    only = runners[0]
+    eventually(lambda: only.said("acquired the lease"), "the leader to start")
+    lease = kube_api.get("leases", "partnerctl-leader")
+    assert lease is not None
+    with kube_api.lock:  # another holder, renewed just now: as if the network had cut us off for a while
+        stored = kube_api.objects["leases", "scp", "partnerctl-leader"]
+        stored["spec"]["holderIdentity"] = "pod-elsewhere"
+        stored["spec"]["leaseDurationSeconds"] = 3600
+        stored["spec"]["renewTime"] = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        kube_api._stamp(stored, "leases")
+
+    eventually(lambda: only.said("lost the lease"), "the leader to notice", timeout=LEASE_SECONDS + 5)
+    cluster_installation.repo.write_partners(receiver[1], "acme-bank")
+    cluster_installation.repo.commit("Onboard ACME")
+    time.sleep(3)  # three intervals: a leader would have applied by now
+    assert not applied(kube_api, "acme-bank")
+    assert only.stop() == 0
