@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks import engine_bench, fanout_bench, gateway_bench, validate_bench, vault_bench
+from benchmarks import cluster_bench, engine_bench, fanout_bench, gateway_bench, validate_bench, vault_bench
 
 if __name__ == "__main__":
     validate_bench.main()
@@ -10,3 +10,4 @@ if __name__ == "__main__":
     gateway_bench.main()
     fanout_bench.main()
     vault_bench.main()
+    cluster_bench.main()

@@ -36,6 +36,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "VAULT_TOKEN",
         "PARTNERCTL_STATE",
         "PARTNERCTL_SECRETS",
+        "PARTNERCTL_REPO",
         "KUBECONFIG",
         "KUBERNETES_SERVICE_HOST",
         "POD_NAME",

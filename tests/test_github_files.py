@@ -65,6 +65,13 @@ def test_ci_runs_the_vault_tests_against_hashicorp_vault() -> None:
         assert suite in run and (PROJECT_ROOT / suite).exists()
 
 
+def test_ci_runs_the_end_to_end_onboarding_on_kind() -> None:
+    job = workflow("ci.yml")["jobs"]["kind"]
+    assert any(step.get("uses", "").startswith("helm/kind-action@") for step in job["steps"])
+    assert any("deploy/kind/e2e.sh" in step.get("run", "") for step in job["steps"])
+    assert (PROJECT_ROOT / "deploy" / "kind" / "e2e.sh").stat().st_mode & 0o111
+
+
 def test_codeowners_gives_each_tenant_folder_to_its_admins() -> None:
     owners = {}
     for line in (PROJECT_ROOT / ".github" / "CODEOWNERS").read_text().splitlines():

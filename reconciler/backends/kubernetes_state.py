@@ -17,9 +17,7 @@ once either way (they come from the secret store's outbox).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import secrets
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,14 +51,11 @@ class KubernetesStateStore:
         self._core = client.CoreV1Api(self._api)
         self._local = SqliteStateStore(home / "state.db")  # head, settings, memo and the webhook outbox
         self._known: dict[str, tuple[str, str | None]] = {}  # key -> (resourceVersion, uid)
-        self._listed: tuple[float, dict[str, PartnerRecord], str] | None = None
 
     # --- partner records --------------------------------------------------------------------------
 
     def partners(self) -> dict[str, PartnerRecord]:
-        if self._listed is not None and time.monotonic() - self._listed[0] < 1.0:
-            return dict(self._listed[1])  # the list version() just read: one LIST per plan
-        return self._list()[0]
+        return self._list()
 
     def partner(self, key: str) -> PartnerRecord | None:
         found = kube.call(
@@ -72,21 +67,25 @@ class KubernetesStateStore:
         return self._remember(found) if found else None
 
     def version(self) -> str | None:
-        """The SQLite part's counter and a digest of every object's resourceVersion (hand edits count)."""
-        records, digest = self._list()
+        """The SQLite part's counter and the collection's resourceVersion (any write moves it, hand edits too).
+
+        A one-item LIST: cheap, but in a busy cluster the collection's version follows the whole
+        cluster's, so the plan memo hits less often there than on one machine."""
+        page = kube.call(
+            "list PartnerIntegrations",
+            lambda: self._objects.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, limit=1),
+        )
         local = self._local.version()
-        return None if local is None else f"{local}|{digest}|{len(records)}"
+        return None if local is None else f"{local}|{page.get('metadata', {}).get('resourceVersion')}"
 
     def commit(self, records: list[PartnerRecord], head: AuditHead | None = None) -> None:
         if head is not None:
             self._local.commit([], head)  # first: a crash after it repeats an audit event, never loses one
         for record in records:
             self._write(record)
-        self._listed = None
 
-    def _list(self) -> tuple[dict[str, PartnerRecord], str]:
+    def _list(self) -> dict[str, PartnerRecord]:
         records: dict[str, PartnerRecord] = {}
-        versions = hashlib.sha256()
         token: str | None = None
         while True:
             page = kube.call(
@@ -99,13 +98,9 @@ class KubernetesStateStore:
                 record = self._remember(item)
                 if record is not None:
                     records[record.key] = record
-                    versions.update(f"{item['metadata']['name']}={item['metadata']['resourceVersion']};".encode())
             token = page.get("metadata", {}).get("continue")
             if not token:
-                break
-        digest = versions.hexdigest()
-        self._listed = (time.monotonic(), records, digest)
-        return dict(records), digest
+                return records
 
     def _remember(self, item: dict[str, Any]) -> PartnerRecord | None:
         metadata = item.get("metadata", {})

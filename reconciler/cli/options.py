@@ -32,7 +32,7 @@ class Settings:
 
 
 _OPTIONS: list[Callable[[F], F]] = [
-    click.option("--repo", help="Partner repository: a path or git URL (default: the current folder)."),
+    click.option("--repo", help="Partner repository: a path or git URL (env PARTNERCTL_REPO; default: .)."),
     click.option("--ref", help="Git ref to reconcile (default: HEAD)."),
     click.option("--state", help="State store URL (env PARTNERCTL_STATE; default: sqlite under --home)."),
     click.option("--secrets", help="Secret store URL (env PARTNERCTL_SECRETS; default: local store under --home)."),
@@ -70,6 +70,7 @@ def settings_from(ctx: click.Context, given: dict[str, Any]) -> Settings:
 def base_settings(given: dict[str, Any]) -> Settings:
     settings = Settings(
         home=Path(os.environ.get("PARTNERCTL_HOME") or ".partnerctl"),
+        repo=os.environ.get("PARTNERCTL_REPO") or ".",
         state=os.environ.get("PARTNERCTL_STATE") or None,
         secrets=os.environ.get("PARTNERCTL_SECRETS") or None,
         dev_allow_loopback_webhooks=os.environ.get("PARTNERCTL_DEV_ALLOW_LOOPBACK", "") in ("1", "true", "yes"),

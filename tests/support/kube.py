@@ -42,7 +42,7 @@ KINDS = {
 class FakeKubernetes:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (plural, ns, name)
     revision: int = 100
-    requests: Counter[str] = field(default_factory=Counter)  # "METHOD plural[/status]"
+    requests: Counter[str] = field(default_factory=Counter)  # "GET|LIST|POST|PUT|DELETE plural[/status]"
     conflicts: int = 0  # answer the next N PUTs of partner integrations with 409, as if someone wrote first
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -51,8 +51,9 @@ class FakeKubernetes:
             match = pattern.match(path)
             if match:
                 namespace, name, status = match.group(1), match.group(2), bool(match.group(3))
+                verb = "LIST" if method == "GET" and name is None else method
                 with self.lock:
-                    self.requests[f"{method} {plural}{'/status' if status else ''}"] += 1
+                    self.requests[f"{verb} {plural}{'/status' if status else ''}"] += 1
                     return self._handle(plural, method, namespace, name, status, query, body)
         return 404, _status(404, "NotFound", f"the server could not find the requested resource {path}")
 
@@ -156,39 +157,64 @@ class RunningKubernetes:
     def __init__(self, fake: FakeKubernetes, folder: Path) -> None:
         self.fake = fake
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _serve(self) -> None:
-                path, _, raw_query = self.path.partition("?")
-                query = dict(part.split("=", 1) for part in raw_query.split("&") if "=" in part)
-                length = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                code, answer = fake.handle(self.command, path, query, body)
-                data = json.dumps(answer).encode()
-                self.send_response(code)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(fake))
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.kubeconfig = folder / "kubeconfig"
-        self.kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "test",
-            "clusters": [{"name": "test", "cluster": {"server": self.url}}],
-            "users": [{"name": "test", "user": {"token": "test-token"}}],
-            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": "scp"}}],
-        }))  # fmt: skip
+        write_kubeconfig(self.kubeconfig, self.url)
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def write_kubeconfig(path: Path, url: str) -> None:
+    """A kubeconfig whose current context talks to ``url`` in namespace ``scp``."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": url}}],
+        "users": [{"name": "test", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test", "namespace": "scp"}}],
+    }))  # fmt: skip
+
+
+def handler_for(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
+    """An HTTP handler class answering every request from ``fake``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        wbufsize = 1 << 16  # headers and body in one segment: no delayed-ACK stall per keep-alive response
+        disable_nagle_algorithm = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _serve(self) -> None:
+            path, _, raw_query = self.path.partition("?")
+            query = dict(part.split("=", 1) for part in raw_query.split("&") if "=" in part)
+            length = int(self.headers.get("content-length") or 0)
+            code, answer = fake.handle(
+                self.command, path, query, json.loads(self.rfile.read(length)) if length else None
+            )
+            data = json.dumps(answer).encode()
+            self.send_response(code)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    return Handler
+
+
+def serve(port: int) -> None:
+    """Serve an empty fake API on ``port`` until killed (benchmarks run it in a process of its own)."""
+    ThreadingHTTPServer(("127.0.0.1", port), handler_for(FakeKubernetes())).serve_forever()
+
+
+if __name__ == "__main__":
+    import sys
+
+    serve(int(sys.argv[1]))
