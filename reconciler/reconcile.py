@@ -9,7 +9,6 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
-import secrets as secrets_module
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -209,28 +208,20 @@ STORE_ID = "secret-store-id"
 
 
 def bind_stores(state: StateStore, secrets: SecretStore) -> None:
-    """Refuse a secret store other than the one this live state was built with.
+    """After a migration, refuse any secret store but the one the live state was moved to.
 
-    Forgetting ``--secrets`` after a migration would otherwise open a fresh, empty store, and the next
-    apply would re-issue every partner's credential. The id lives in the secret store, so a migration
-    carries it along."""
-    recorded, present = state.setting(STORE_ID), secrets.sealed(STORE_ID)
-    if present is None:
-        if recorded is not None:
-            raise UsageError(
-                "this installation's live state belongs with another secret store (it was reconciled with store "
-                f"{recorded[:8]}…), but the one given is new and empty. Pass the --secrets URL it used (or "
-                "PARTNERCTL_SECRETS); going on would re-issue every credential."
-            )
-        secrets.put_sealed(STORE_ID, secrets_module.token_hex(16).encode())
-        present = secrets.sealed(STORE_ID)
-        assert present is not None
+    Forgetting ``--secrets`` after ``secrets migrate`` would otherwise open a fresh, empty local
+    store, and the next apply would re-issue every partner's credential. The migration writes the
+    same id into the state and the new store; without a migration nothing is recorded or checked."""
+    recorded = state.setting(STORE_ID)
     if recorded is None:
-        state.put_setting(STORE_ID, present.decode())
-    elif recorded != present.decode():
+        return
+    present = secrets.sealed(STORE_ID)
+    if present is None or present.decode() != recorded:
         raise UsageError(
-            f"this installation's live state belongs with secret store {recorded[:8]}…, but --secrets points at store "
-            f"{present.decode()[:8]}…; pass the --secrets URL it used (or PARTNERCTL_SECRETS)."
+            "this installation's secrets were migrated to another store (see `partnerctl secrets migrate`); "
+            "pass the --secrets URL it was migrated to (or set PARTNERCTL_SECRETS). Going on with this store "
+            "would re-issue every credential."
         )
 
 

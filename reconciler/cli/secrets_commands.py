@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from reconciler.cli import output
 from reconciler.cli.options import common_options, settings_from
 from reconciler.errors import UsageError
 from reconciler.locking import installation_lock
+from reconciler.reconcile import STORE_ID
 
 
 @click.group(name="secrets")
@@ -54,6 +56,9 @@ def migrate_command(ctx: click.Context, /, source_url: str | None, target_url: s
         with installation_lock(home, timeout=60):
             Executor(state, source, AuditLog(home / "audit.jsonl"), now=clock.now()).recover()
             report = migrate(source, target)
+            store_id = secrets.token_hex(16)  # binds the live state to the new store from now on
+            target.replace_sealed(STORE_ID, store_id.encode())
+            state.put_setting(STORE_ID, store_id)
     finally:
         state.close()
         source.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.support.engine import Installation
@@ -197,6 +199,14 @@ def test_drift_is_detected_and_repaired(installation: Installation) -> None:
     delivered = installation.deliver(ACME)
     assert installation.secrets().verify(delivered["client_id"], delivered["client_secret"]) is not None
     assert "payment-events" in delivered["webhook_secrets"]
+
+
+def test_a_lost_local_secret_store_is_drift_and_everything_is_reissued(installation: Installation) -> None:
+    onboard(installation)
+    shutil.rmtree(installation.home / "secrets")  # key and database gone, e.g. a disk restored without them
+    assert installation.actions() == [(ACME, "issue-credential", "drift"), (ACME, "register-webhook", "drift")]
+    installation.apply()
+    assert installation.actions() == []
 
 
 def test_webhook_record_removed_from_state_is_registered_again(installation: Installation) -> None:
