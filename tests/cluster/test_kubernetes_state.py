@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.support.engine import Installation
 from tests.support.kube import FakeKubernetes
+from tests.support.leaks import assert_nowhere
 from tests.support.repo import TENANT
 from tests.support.servers import HttpRecorder
 
@@ -77,3 +80,16 @@ def test_a_missing_kubeconfig_is_a_clear_error(installation: Installation) -> No
     result = installation.run("--state", "kubernetes://scp", "status")
     assert result.exit_code == 2
     assert "KUBECONFIG" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_secret_reaches_the_kubernetes_api(
+    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+) -> None:
+    onboard(cluster_installation, receiver)
+    delivered = cluster_installation.deliver(ACME)
+    cluster_installation.run("credentials", "rotate", ACME)
+    rotated = cluster_installation.deliver(ACME)["client_secret"]
+    cluster_installation.apply()
+    secrets = [delivered["client_secret"], rotated, *delivered["webhook_secrets"].values()]
+    everything = {plural: json.dumps(kube_api.items(plural)).encode() for plural in ("partnerintegrations", "events")}
+    assert_nowhere(secrets, everything)
