@@ -15,7 +15,8 @@ kubectl -n "$NS" create configmap partnerctl-trust-root --from-file=trust-root.y
   --dry-run=client -o yaml | kubectl apply -f -
 kubectl apply -k deploy/kind
 kubectl wait --for=condition=Established crd/partnerintegrations.partners.scp.dev --timeout=60s
-kubectl -n "$NS" rollout status deployment/partnerctl --timeout=180s || true   # not ready before a repository exists
+# Not ready before a repository exists (/readyz needs a successful reconcile): wait for Running only.
+kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Running pod -l app.kubernetes.io/name=partnerctl --timeout=300s
 
 # A partner repository on the shared volume: this repository's policies and one partner.
 work=$(mktemp -d)
@@ -28,8 +29,14 @@ pod=$(kubectl -n "$NS" get pods -l app.kubernetes.io/name=partnerctl -o jsonpath
 tar -C "$work" -cf - partners.git | kubectl -n "$NS" exec -i "$pod" -c reconciler -- tar -C /var/lib/partnerctl -xf -
 
 kubectl -n "$NS" rollout status deployment/partnerctl --timeout=300s
-kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=AWAITING_HANDSHAKE \
-  partnerintegration/ministry-social-affairs.northbridge-bank --timeout=180s
+phase=""
+for attempt in $(seq 1 60); do
+  phase=$(kubectl -n "$NS" get partnerintegration ministry-social-affairs.northbridge-bank \
+    -o jsonpath='{.status.phase}' 2>/dev/null || true)
+  [ "$phase" = AWAITING_HANDSHAKE ] && break
+  sleep 3
+done
+[ "$phase" = AWAITING_HANDSHAKE ] || { kubectl -n "$NS" logs deployment/partnerctl -c reconciler --tail=50; exit 1; }
 kubectl -n "$NS" get partnerintegrations
 
 holder=$(kubectl -n "$NS" get lease partnerctl-leader -o jsonpath='{.spec.holderIdentity}')
@@ -47,5 +54,12 @@ sleep 3
 token=$(curl -fsS -u "$client_id:$client_secret" -d grant_type=client_credentials http://127.0.0.1:18080/oauth2/token \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 curl -fsS -H "Authorization: Bearer $token" http://127.0.0.1:18080/v1/ping
+for attempt in $(seq 1 30); do   # the handshake makes the partner ACTIVE
+  phase=$(kubectl -n "$NS" get partnerintegration ministry-social-affairs.northbridge-bank -o jsonpath='{.status.phase}')
+  [ "$phase" = ACTIVE ] && break
+  sleep 2
+done
+[ "$phase" = ACTIVE ]
+kubectl -n "$NS" get partnerintegrations
 kubectl -n "$NS" get events --field-selector involvedObject.kind=PartnerIntegration
 echo "kind end-to-end onboarding: ok"
