@@ -19,7 +19,8 @@ from reconciler.secretstore import SecretStore
 from reconciler.statestore import StateStore
 
 
-def open_state(url: str | None, *, home: Path) -> StateStore:
+def open_state(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> StateStore:
+    """The state store at ``url``; ``cache_seconds`` lets a remote store reuse its change check that long."""
     from reconciler.backends.sqlite_state import SqliteStateStore
 
     if not url:
@@ -31,7 +32,7 @@ def open_state(url: str | None, *, home: Path) -> StateStore:
         from reconciler.backends.kube import current_namespace
         from reconciler.backends.kubernetes_state import KubernetesStateStore
 
-        return KubernetesStateStore(parts.netloc or current_namespace(), home)
+        return KubernetesStateStore(parts.netloc or current_namespace(), home, cache_seconds=cache_seconds)
     raise UsageError(
         f"--state {url}: unsupported; use sqlite:///PATH (default: SQLite under --home) or kubernetes://NAMESPACE"
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,12 @@ def object_name(key: str) -> str:
 
 
 class KubernetesStateStore:
-    def __init__(self, namespace: str, home: Path, *, api: client.ApiClient | None = None) -> None:
+    def __init__(
+        self, namespace: str, home: Path, *, api: client.ApiClient | None = None, cache_seconds: float = 0.0
+    ) -> None:
         self.namespace = namespace
+        self._cache_seconds = cache_seconds  # the gateway's: at most one LIST per this many seconds
+        self._version: tuple[float, str | None] | None = None
         self._api = api or kube.api_client()
         self._objects = client.CustomObjectsApi(self._api)
         self._core = client.CoreV1Api(self._api)
@@ -70,19 +75,26 @@ class KubernetesStateStore:
         """The SQLite part's counter and the collection's resourceVersion (any write moves it, hand edits too).
 
         A one-item LIST: cheap, but in a busy cluster the collection's version follows the whole
-        cluster's, so the plan memo hits less often there than on one machine."""
+        cluster's, so the plan memo hits less often there than on one machine. With ``cache_seconds``
+        (the gateway) the answer is reused that long, so request rates never reach the API server."""
+        if self._version is not None and time.monotonic() < self._version[0]:
+            return self._version[1]
         page = kube.call(
             "list PartnerIntegrations",
             lambda: self._objects.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, limit=1),
         )
         local = self._local.version()
-        return None if local is None else f"{local}|{page.get('metadata', {}).get('resourceVersion')}"
+        version = None if local is None else f"{local}|{page.get('metadata', {}).get('resourceVersion')}"
+        if self._cache_seconds > 0:
+            self._version = (time.monotonic() + self._cache_seconds, version)
+        return version
 
     def commit(self, records: list[PartnerRecord], head: AuditHead | None = None) -> None:
         if head is not None:
             self._local.commit([], head)  # first: a crash after it repeats an audit event, never loses one
         for record in records:
             self._write(record)
+        self._version = None
 
     def _list(self) -> dict[str, PartnerRecord]:
         records: dict[str, PartnerRecord] = {}

@@ -14,6 +14,9 @@ from reconciler.gateway import Gateway, issuer_for
 # A remote secret store (Vault) may answer repeated verifications from memory for this long; so a
 # revocation reaches the gateway within it. The embedded store is always read directly.
 SECRET_CACHE_SECONDS = 5.0
+# A remote state store (Kubernetes) is asked whether records changed at most this often, so the
+# gateway's request rate never reaches the API server; a suspension or narrowing applies within it.
+STATE_CACHE_SECONDS = 2.0
 
 
 @click.group()
@@ -41,7 +44,7 @@ def serve(ctx: click.Context, /, host: str, port: int, upstream: str | None, iss
     home = Path(settings.home)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     app = Gateway(
-        state=open_state(settings.state, home=home),
+        state=open_state(settings.state, home=home, cache_seconds=STATE_CACHE_SECONDS),
         secrets=open_secrets(settings.secrets, home=home, cache_seconds=SECRET_CACHE_SECONDS),
         home=home,
         issuer=issuer or issuer_for(host, port),

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+import httpx
+
+from reconciler.backends import open_secrets, open_state
+from reconciler.gateway import Gateway
 from tests.support.engine import Installation
 from tests.support.kube import FakeKubernetes
 from tests.support.leaks import assert_nowhere
 from tests.support.repo import TENANT
-from tests.support.servers import HttpRecorder
+from tests.support.servers import HttpRecorder, UvicornThread
 
 ACME = f"{TENANT}/acme-bank"
 NAME = f"{TENANT}.acme-bank"
@@ -93,3 +97,23 @@ def test_no_secret_reaches_the_kubernetes_api(
     secrets = [delivered["client_secret"], rotated, *delivered["webhook_secrets"].values()]
     everything = {plural: json.dumps(kube_api.items(plural)).encode() for plural in ("partnerintegrations", "events")}
     assert_nowhere(secrets, everything)
+
+
+def test_the_gateway_asks_the_api_server_at_most_once_per_window(
+    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+) -> None:
+    onboard(cluster_installation, receiver)
+    delivered = cluster_installation.deliver(ACME)
+    home = cluster_installation.home
+    state = open_state("kubernetes://scp", home=home, cache_seconds=60)
+    app = Gateway(state=state, secrets=open_secrets(None, home=home), home=home, issuer="https://gateway.scp.example")
+    server = UvicornThread(app)
+    try:
+        lists_before = kube_api.requests["LIST partnerintegrations"]
+        for _ in range(20):
+            answer = httpx.post(f"{server.url}/oauth2/token", data={"grant_type": "client_credentials"},
+                                auth=(delivered["client_id"], delivered["client_secret"]))  # fmt: skip
+            assert answer.status_code == 200, answer.text
+        assert kube_api.requests["LIST partnerintegrations"] - lists_before <= 1, "20 requests, one change check"
+    finally:
+        server.stop()
