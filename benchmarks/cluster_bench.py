@@ -21,8 +21,8 @@ import git
 
 from benchmarks.gateway_bench import free_port
 from benchmarks.generate import generate_repository
-from reconciler.approval import NoApproval
-from reconciler.reconcile import Config, Reconciler
+from reconciler.approval.gate import NoApproval
+from reconciler.engine.reconciler import Config, Reconciler
 from tests.support.kube import write_kubeconfig
 
 PARTNERS = max(20, int(1000 * float(os.environ.get("PARTNERCTL_BENCH_SCALE", "1"))))

@@ -17,8 +17,8 @@ import git
 
 from benchmarks.generate import generate_repository
 from benchmarks.validate_bench import validate_all
-from reconciler.approval import NoApproval
-from reconciler.reconcile import Config, Reconciler
+from reconciler.approval.gate import NoApproval
+from reconciler.engine.reconciler import Config, Reconciler
 
 PARTNERS = 10_000
 ROUNDS = 3

@@ -22,8 +22,8 @@ from benchmarks.gateway_bench import free_port, wait_until_up
 from benchmarks.generate import generate_repository
 from reconciler import clock
 from reconciler.backends import open_secrets, open_state
-from reconciler.dispatch import Dispatcher
-from reconciler.events import publish
+from reconciler.webhooks.dispatcher import Dispatcher
+from reconciler.webhooks.events import publish
 
 EVENT = {"payment_id": "p-1", "status": "paid", "amount": 1200, "beneficiary_name": "A. B."}
 RECEIVERS = 2

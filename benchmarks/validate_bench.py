@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 
 from benchmarks.generate import generate_repository
-from reconciler.validation import Validator
-from reconciler.worktree import WorkingTree
+from reconciler.manifests.validation import Validator
+from reconciler.manifests.worktree import WorkingTree
 
 PARTNERS = 10_000
 ROUNDS = 3

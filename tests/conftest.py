@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from reconciler.backends import open_secrets, open_state
-from reconciler.gateway import Gateway
+from reconciler.gateway.app import Gateway
 from tests.support.engine import Installation
 from tests.support.github import TOKEN as GITHUB_TOKEN
 from tests.support.github import FakeGitHub, RunningGitHub

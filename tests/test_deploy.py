@@ -11,9 +11,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from reconciler.backends.kubernetes_state import _new_object, _status
-from reconciler.leader import LeaseElector
-from reconciler.statestore import PartnerRecord, WebhookRecord
+from reconciler.backends.kubernetes.leader import LeaseElector
+from reconciler.backends.kubernetes.state import _new_object, _status
+from reconciler.stores.state import PartnerRecord, WebhookRecord
 from tests.support.engine import Installation
 from tests.support.kube import FakeKubernetes
 from tests.support.servers import HttpRecorder

@@ -12,7 +12,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from reconciler.backends import open_secrets, open_state
-from reconciler.dispatch import Dispatcher
+from reconciler.webhooks.dispatcher import Dispatcher
 from tests.conftest import Onboarded
 from tests.support.repo import TENANT, edit
 from tests.support.servers import Recorded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from reconciler.manifests import IntegrationPartner, ScopeCatalog, TenantPolicy
+from reconciler.manifests.models import IntegrationPartner, ScopeCatalog, TenantPolicy
 from tests.conftest import PROJECT_ROOT
 from tests.support.corpus import load
 

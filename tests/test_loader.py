@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler import loader
-from reconciler.loader import YamlProblem, load_document
+from reconciler.manifests import loader
+from reconciler.manifests.loader import YamlProblem, load_document
 from tests.conftest import PROJECT_ROOT
 from tests.support.repo import PARTNER, line_of
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from reconciler.manifests import MODELS
+from reconciler.manifests.models import MODELS
 from tests.conftest import PROJECT_ROOT
 from tests.support.corpus import PROBES, load, mutations, nodes, replace
 

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from reconciler.urls import address_problem, literal_address, webhook_url_problems
+from reconciler.manifests.urls import address_problem, literal_address, webhook_url_problems
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from reconciler import webhooks
 from reconciler.credentials import new_webhook_secret
+from reconciler.webhooks import sender as webhooks
 from tests.conftest import Onboarded
 from tests.support.repo import TENANT
 from tests.support.servers import HttpRecorder

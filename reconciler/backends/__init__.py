@@ -15,13 +15,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from reconciler.errors import UsageError
-from reconciler.secretstore import SecretStore
-from reconciler.statestore import StateStore
+from reconciler.stores.secrets import SecretStore
+from reconciler.stores.state import StateStore
 
 
 def open_state(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> StateStore:
     """The state store at ``url``; ``cache_seconds`` lets a remote store reuse its change check that long."""
-    from reconciler.backends.sqlite_state import SqliteStateStore
+    from reconciler.backends.sqlite.state import SqliteStateStore
 
     if not url:
         return SqliteStateStore(home / "state.db")
@@ -29,8 +29,8 @@ def open_state(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> St
     if parts.scheme == "sqlite" and parts.path:
         return SqliteStateStore(Path(parts.path))
     if parts.scheme == "kubernetes":
-        from reconciler.backends.kube import current_namespace
-        from reconciler.backends.kubernetes_state import KubernetesStateStore
+        from reconciler.backends.kubernetes.api import current_namespace
+        from reconciler.backends.kubernetes.state import KubernetesStateStore
 
         return KubernetesStateStore(parts.netloc or current_namespace(), home, cache_seconds=cache_seconds)
     raise UsageError(
@@ -40,7 +40,7 @@ def open_state(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> St
 
 def open_secrets(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> SecretStore:
     """The secret store at ``url``; ``cache_seconds`` lets a remote store answer repeated reads from memory."""
-    from reconciler.backends.local_secrets import LocalSecretStore
+    from reconciler.backends.sqlite.secrets import LocalSecretStore
 
     if not url:
         return LocalSecretStore(home / "secrets")
@@ -48,7 +48,7 @@ def open_secrets(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> 
     if parts.scheme in ("local", "file") and parts.path:
         return LocalSecretStore(Path(parts.path))
     if parts.scheme in ("vault", "vault+https", "vault+http"):
-        from reconciler.backends.vault_secrets import VaultSecretStore, parse_url
+        from reconciler.backends.vault.store import VaultSecretStore, parse_url
 
         return VaultSecretStore(parse_url(url), cache_seconds=cache_seconds)
     raise UsageError(

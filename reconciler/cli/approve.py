@@ -11,12 +11,12 @@ import click
 import git
 
 from reconciler import clock
+from reconciler.backends.git import Revision, open_repository
 from reconciler.cli.options import common_options, settings_from
 from reconciler.errors import RepositoryError, UsageError
-from reconciler.gitsource import Revision, open_repository
-from reconciler.loader import YamlProblem, load_document
-from reconciler.manifests import TenantPolicy
-from reconciler.validation import Validator, is_manifest_path
+from reconciler.manifests.loader import YamlProblem, load_document
+from reconciler.manifests.models import TenantPolicy
+from reconciler.manifests.validation import Validator, is_manifest_path
 
 
 @click.command()

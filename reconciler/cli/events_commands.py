@@ -13,12 +13,12 @@ import click
 from reconciler import clock
 from reconciler.backends import open_secrets, open_state
 from reconciler.cli import output
-from reconciler.cli.engine import parse_duration
 from reconciler.cli.options import Settings, common_options, settings_from
+from reconciler.cli.wiring import parse_duration
 from reconciler.credentials import keyed_hash
-from reconciler.dispatch import DEFAULT_SCHEDULE, Dispatcher, parse_schedule
 from reconciler.errors import UsageError
-from reconciler.events import PLATFORM_TOKEN_HASH, PLATFORM_TOKEN_KEY, publish
+from reconciler.webhooks.dispatcher import DEFAULT_SCHEDULE, Dispatcher, parse_schedule
+from reconciler.webhooks.events import PLATFORM_TOKEN_HASH, PLATFORM_TOKEN_KEY, publish
 
 
 @click.group()

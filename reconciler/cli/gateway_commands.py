@@ -9,7 +9,7 @@ import click
 
 from reconciler.backends import open_secrets, open_state
 from reconciler.cli.options import common_options, settings_from
-from reconciler.gateway import Gateway, issuer_for
+from reconciler.gateway.app import Gateway, issuer_for
 
 # A remote secret store (Vault) may answer repeated verifications from memory for this long; so a
 # revocation reaches the gateway within it. The embedded store is always read directly.

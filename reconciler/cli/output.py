@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler import clock
-from reconciler.plan import Plan
-from reconciler.validation import Report
+from reconciler.engine.plan import Plan
+from reconciler.manifests.validation import Report
 
 if TYPE_CHECKING:
-    from reconciler.reconcile import ApplyOutcome
+    from reconciler.engine.reconciler import ApplyOutcome
 
 
 def emit_json(document: Any) -> None:

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from reconciler.leader import LeaseElector
+    from reconciler.backends.kubernetes.leader import LeaseElector
 
 from reconciler.cli import output
-from reconciler.cli.engine import parse_duration, reconciler
 from reconciler.cli.options import Settings, common_options, settings_from
+from reconciler.cli.wiring import parse_duration, reconciler
 from reconciler.errors import UsageError
 
 _check_interval = click.option(
@@ -108,8 +108,8 @@ def run(
       partnerctl --trust-root /etc/partnerctl/trust-root.yaml --repo https://git.example/partners.git run
     """
     from reconciler.cli.events_commands import dispatcher
-    from reconciler.loop import reporter, run_loop
-    from reconciler.metrics import Metrics
+    from reconciler.engine.loop import reporter, run_loop
+    from reconciler.engine.metrics import Metrics
 
     settings = settings_from(ctx, given)
     seconds = parse_duration(interval).total_seconds()
@@ -130,8 +130,8 @@ def run(
 def elector(settings: Settings, name: str, namespace: str | None, duration: str) -> LeaseElector:
     from urllib.parse import urlsplit
 
-    from reconciler.backends.kube import current_namespace
-    from reconciler.leader import LeaseElector
+    from reconciler.backends.kubernetes.api import current_namespace
+    from reconciler.backends.kubernetes.leader import LeaseElector
 
     state = urlsplit(settings.state or "")
     namespace = namespace or (state.netloc if state.scheme == "kubernetes" and state.netloc else current_namespace())

@@ -9,17 +9,17 @@ from typing import Any
 import click
 
 from reconciler import clock
-from reconciler.apply import Executor
-from reconciler.audit import AuditLog
 from reconciler.backends import open_secrets, open_state
-from reconciler.backends.local_secrets import LocalSecretStore
-from reconciler.backends.migrate import migrate
-from reconciler.backends.vault_secrets import VaultSecretStore
+from reconciler.backends.sqlite.lock import installation_lock
+from reconciler.backends.sqlite.secrets import LocalSecretStore
+from reconciler.backends.vault.migrate import migrate
+from reconciler.backends.vault.store import VaultSecretStore
 from reconciler.cli import output
 from reconciler.cli.options import common_options, settings_from
+from reconciler.engine.audit import AuditLog
+from reconciler.engine.executor import Executor
+from reconciler.engine.reconciler import STORE_ID
 from reconciler.errors import UsageError
-from reconciler.locking import installation_lock
-from reconciler.reconcile import STORE_ID
 
 
 @click.group(name="secrets")

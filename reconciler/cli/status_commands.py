@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from reconciler.cli import output
-from reconciler.cli.engine import check_partner_key, reconciler
 from reconciler.cli.options import common_options, settings_from
+from reconciler.cli.wiring import check_partner_key, reconciler
 
 
 @click.command()
@@ -98,7 +98,7 @@ def unwrap(ctx: click.Context, /, token: str | None, **given: Any) -> None:
     Example:
       partnerctl --secrets vault+https://vault.internal:8200 credentials unwrap - < wrap-token.txt
     """
-    from reconciler.backends.vault_secrets import UnwrapRefused, parse_url, unwrap_delivery
+    from reconciler.backends.vault.store import UnwrapRefused, parse_url, unwrap_delivery
 
     settings = settings_from(ctx, given)
     if not token or token == "-":  # noqa: S105 - "-" means standard input

@@ -11,8 +11,8 @@ from reconciler import clock
 from reconciler.cli import output
 from reconciler.cli.options import Settings, common_options, settings_from
 from reconciler.errors import UsageError
-from reconciler.validation import YAML_SUFFIXES, Report, Validator
-from reconciler.worktree import WorkingTree
+from reconciler.manifests.validation import YAML_SUFFIXES, Report, Validator
+from reconciler.manifests.worktree import WorkingTree
 
 
 @click.command()
@@ -79,7 +79,7 @@ def demo(ctx: click.Context, /, **given: Any) -> None:
     one-time credential pickup, token, handshake, ACTIVE/HEALTHY, a refused out-of-scope request and
     a blocked unapproved change. Needs git and ssh-keygen; takes well under a minute.
     """
-    from reconciler.demo import run_demo
+    from reconciler.cli.demo import run_demo
 
     settings = settings_from(ctx, given)
     run_demo(Path(settings.repo).resolve(), click.echo)

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from reconciler.backends.local_secrets import LocalSecretStore
-from reconciler.backends.vault_secrets import VaultSecretStore, parse_url, unwrap_delivery
+from reconciler.backends.sqlite.secrets import LocalSecretStore
+from reconciler.backends.vault.store import VaultSecretStore, parse_url, unwrap_delivery
 from reconciler.credentials import new_client_secret, new_webhook_secret
 from reconciler.errors import WriteConflict
-from reconciler.secretstore import SecretStore
+from reconciler.stores.secrets import SecretStore
 from tests.support.vault import VaultSpace
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.backends.kubernetes_state import KubernetesStateStore
-from reconciler.backends.sqlite_state import SqliteStateStore
-from reconciler.statestore import AuditHead, PartnerRecord, StateStore, WebhookRecord
+from reconciler.backends.kubernetes.state import KubernetesStateStore
+from reconciler.backends.sqlite.state import SqliteStateStore
+from reconciler.stores.state import AuditHead, PartnerRecord, StateStore, WebhookRecord
 from tests.support.kube import FakeKubernetes
 
 ACME, BETA = "ministry-social-affairs/acme-bank", "ministry-social-affairs/beta-ngo"

@@ -7,7 +7,7 @@ import json
 import httpx
 
 from reconciler.backends import open_secrets, open_state
-from reconciler.gateway import Gateway
+from reconciler.gateway.app import Gateway
 from tests.support.engine import Installation
 from tests.support.kube import FakeKubernetes
 from tests.support.leaks import assert_nowhere

@@ -15,7 +15,7 @@ from pathlib import Path
 import git
 
 from benchmarks.generate import generate_repository
-from reconciler.backends.local_secrets import LocalSecretStore
+from reconciler.backends.sqlite.secrets import LocalSecretStore
 from reconciler.clock import now
 
 PARTNERS = 200

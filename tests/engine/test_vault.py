@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from reconciler.backends import open_secrets, open_state
-from reconciler.backends.local_secrets import LocalSecretStore
-from reconciler.backends.vault_secrets import VaultSecretStore, parse_url
-from reconciler.gateway import Gateway
-from reconciler.tokens import TokenAuthority
+from reconciler.backends.sqlite.secrets import LocalSecretStore
+from reconciler.backends.vault.store import VaultSecretStore, parse_url
+from reconciler.gateway.app import Gateway
+from reconciler.gateway.tokens import TokenAuthority
 from tests.support.engine import Installation
 from tests.support.gitrepo import GitPartnerRepo
 from tests.support.leaks import assert_nowhere

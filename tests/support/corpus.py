@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler.loader import load_document
+from reconciler.manifests.loader import load_document
 
 # Values of every JSON type, and strings that probe patterns, lengths and formats.
 PROBES: list[Any] = [

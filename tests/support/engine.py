@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends.local_secrets import LocalSecretStore
+from reconciler.backends.sqlite.secrets import LocalSecretStore
 from tests.support.cli import Result, partnerctl
 from tests.support.gitrepo import GitPartnerRepo
 

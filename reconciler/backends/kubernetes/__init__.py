@@ -1,0 +1,1 @@
+"""Kubernetes: PartnerIntegration objects as the state store, Lease leader election."""

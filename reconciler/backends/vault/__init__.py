@@ -1,0 +1,1 @@
+"""HashiCorp Vault (or OpenBao) as the secret store, through hvac."""

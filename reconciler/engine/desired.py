@@ -1,0 +1,216 @@
+"""The desired state: for every partner, the newest approved and valid version of its manifest.
+
+Validation results are memoised in the state store by the blob SHAs of the partner file, the scope
+catalog and the tenant policy (plus today's date, for LEGAL-01), so an unchanged file is never
+parsed or validated twice. A partner whose approved blob and context equal what was applied is not
+even read: the planner works from the applied record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from reconciler.approval.gate import ApprovalGate, ApprovalRecord, Approved, Refused
+from reconciler.backends.git import Revision
+from reconciler.manifests.models import IntegrationPartner, TenantPolicy
+from reconciler.manifests.validation import CATALOG_PATH, PARTNERS_DIR, POLICIES_DIR, Validator
+from reconciler.stores.state import PartnerRecord, StateStore
+
+# Bump when validation rules change, so memoised verdicts are recomputed.
+VALIDATION_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class DesiredPartner:
+    key: str
+    path: str
+    blob: str
+    context: str
+    approval: ApprovalRecord
+    # None when the approved version is the one already applied: nothing was parsed.
+    manifest: IntegrationPartner | None = None
+    policy: TenantPolicy | None = None
+
+
+@dataclass(frozen=True)
+class BlockedPartner:
+    key: str
+    reason: str
+    message: str
+    never_approved: bool = False
+
+
+@dataclass
+class DesiredState:
+    revision: str
+    partners: dict[str, DesiredPartner] = field(default_factory=dict)
+    blocked: dict[str, BlockedPartner] = field(default_factory=dict)
+    deleted: dict[str, ApprovalRecord] = field(default_factory=dict)
+    catalog: dict[str, Any] | None = None  # the approved scope catalog, published for the gateway
+
+
+def partner_key(path: str) -> str:
+    """``partners/<tenant>/<name>.yaml`` -> ``<tenant>/<name>``."""
+    _, tenant, file = path.split("/", 2)
+    return f"{tenant}/{file.rsplit('.', 1)[0]}"
+
+
+def partner_path_candidates(key: str) -> tuple[str, str]:
+    return f"{PARTNERS_DIR}/{key}.yaml", f"{PARTNERS_DIR}/{key}.yml"
+
+
+class _ApprovedTree:
+    """The repository as approved: each path reads its approved blob (validation.Tree)."""
+
+    def __init__(self, revision: Revision, verdicts: dict[str, Approved | Refused]) -> None:
+        self._revision = revision
+        self._blobs: dict[str, str] = {}
+        for path, verdict in verdicts.items():
+            approved = verdict if isinstance(verdict, Approved) else verdict.fallback
+            if approved is not None and approved.blob is not None:
+                self._blobs[path] = approved.blob
+
+    def blob(self, path: str) -> str | None:
+        return self._blobs.get(path)
+
+    def read(self, path: str) -> bytes | None:
+        blob = self._blobs.get(path)
+        return None if blob is None else self._revision.read_blob(blob)
+
+    def manifest_paths(self) -> list[str]:
+        return sorted(self._blobs)
+
+
+def build(
+    revision: Revision,
+    gate: ApprovalGate,
+    records: dict[str, PartnerRecord],
+    state: StateStore,
+    *,
+    today: date,
+    allow_loopback_webhooks: bool,
+) -> DesiredState:
+    """Approve, validate and collect the desired state of every partner at ``revision``."""
+    desired = DesiredState(revision=revision.sha)
+    live_paths = {
+        path for key, record in records.items() if not record.decommissioned for path in partner_path_candidates(key)
+    }
+    paths = set(revision.entries) | {path for path in live_paths if path.startswith(PARTNERS_DIR)}
+    paths |= {CATALOG_PATH} | {f"{POLICIES_DIR}/{record.tenant}.yaml" for record in records.values()}
+    verdicts = gate.review(revision, paths)
+    tree = _ApprovedTree(revision, verdicts)
+    validator = Validator(tree, today=today, allow_loopback_webhooks=allow_loopback_webhooks)
+    catalog = validator.catalog()
+    if catalog is not None:
+        desired.catalog = catalog.model_dump(mode="json", exclude_none=True)
+    flags = f"{today.isoformat()}|{int(allow_loopback_webhooks)}|{VALIDATION_VERSION}"
+
+    partner_paths = sorted(path for path in paths if path.startswith(PARTNERS_DIR + "/") and path.count("/") == 2)
+    by_key: dict[str, list[str]] = {}
+    for path in partner_paths:
+        by_key.setdefault(partner_key(path), []).append(path)
+
+    pending: dict[str, tuple[str, str, str, Approved]] = {}  # key -> (path, blob, context, approved)
+    for key, key_paths in sorted(by_key.items()):
+        record = records.get(key)
+        present = [path for path in key_paths if path in revision.entries]
+        if len(present) > 1:
+            desired.blocked[key] = BlockedPartner(
+                key, "invalid-manifest", f"{key} is defined twice ({', '.join(present)}); keep one file", record is None
+            )
+            _keep_applied(desired, key, record)
+            continue
+        path = present[0] if present else key_paths[0]
+        verdict = verdicts.get(path)
+        approved: Approved | None
+        if isinstance(verdict, Refused):
+            desired.blocked[key] = BlockedPartner(key, verdict.reason, verdict.message, verdict.fallback is None)
+            approved = verdict.fallback
+        else:
+            approved = verdict
+        if approved is None:
+            _keep_applied(desired, key, record)
+            continue
+        if approved.blob is None:
+            if record is not None and not record.decommissioned:
+                desired.deleted[key] = approved.record
+            continue
+        tenant = key.split("/", 1)[0]
+        policy_path = f"{POLICIES_DIR}/{tenant}.yaml"
+        context = hashlib.sha256(
+            f"{tree.blob(CATALOG_PATH)}|{tree.blob(policy_path)}|{int(allow_loopback_webhooks)}".encode()
+        ).hexdigest()[:32]
+        unchanged = (
+            record is not None
+            and not record.decommissioned
+            and record.blob == approved.blob
+            and record.context == context
+            and (record.legal_expires_on is None or record.legal_expires_on >= today.isoformat())
+        )
+        if unchanged:
+            desired.partners[key] = DesiredPartner(key, path, approved.blob, context, approved.record)
+        else:
+            pending[key] = (path, approved.blob, context, approved)
+
+    _validate_pending(desired, pending, validator, state, records, flags)
+    return desired
+
+
+def _validate_pending(
+    desired: DesiredState,
+    pending: dict[str, tuple[str, str, str, Approved]],
+    validator: Validator,
+    state: StateStore,
+    records: dict[str, PartnerRecord],
+    flags: str,
+) -> None:
+    memo_keys = {key: f"validate|{blob}|{context}|{flags}" for key, (_, blob, context, _) in pending.items()}
+    memo = state.cached(list(memo_keys.values()))
+    fresh: dict[str, object] = {}
+    for key, (path, blob, context, approved) in sorted(pending.items()):
+        memo_key = memo_keys[key]
+        tenant = key.split("/", 1)[0]
+        policy, why_not = validator.tenant_policy(tenant)
+        if policy is None and why_not is not None and "has violations" in why_not:
+            desired.blocked[key] = BlockedPartner(key, "invalid-tenant-policy", why_not, records.get(key) is None)
+            _keep_applied(desired, key, records.get(key))
+            continue
+        cached = memo.get(memo_key)
+        if cached is None:
+            manifest, violations = validator.check_partner(path)
+            cached = (
+                {"manifest": manifest.model_dump(mode="json", exclude_none=True)}
+                if manifest is not None and not violations
+                else {"violations": [violation.to_json() for violation in violations]}
+            )
+            fresh[memo_key] = cached
+        if "manifest" in cached:
+            manifest = IntegrationPartner.model_validate(cached["manifest"])
+            desired.partners[key] = DesiredPartner(key, path, blob, context, approved.record, manifest, policy)
+        else:
+            first = cached["violations"][0] if cached["violations"] else {}
+            count = len(cached["violations"])
+            message = (
+                f"{count} violation{'s' if count != 1 else ''}; first: {first.get('file')}:{first.get('line')}: "
+                f"{first.get('code')} {first.get('message')} (run partnerctl validate)"
+            )
+            desired.blocked[key] = BlockedPartner(key, "invalid-manifest", message, records.get(key) is None)
+            _keep_applied(desired, key, records.get(key))
+    state.cache(fresh)
+
+
+def _keep_applied(desired: DesiredState, key: str, record: PartnerRecord | None) -> None:
+    """A blocked change leaves the applied version live: plan keeps working from its record."""
+    if record is None or record.decommissioned or record.blob is None or record.approval is None:
+        return
+    approval = record.approval
+    desired.partners[key] = DesiredPartner(
+        key,
+        partner_path_candidates(key)[0],
+        record.blob,
+        record.context or "",
+        ApprovalRecord(approval["commit"], approval["approver"], approval["policyDocument"], approval["approvedAt"]),
+    )

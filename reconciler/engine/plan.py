@@ -1,0 +1,233 @@
+"""The planner: the actions that take live state to the desired state. Pure: no I/O, no clock.
+
+The same inputs give the same plan, byte for byte: partners in key order, each partner's actions
+in a fixed order, and nothing in a plan that depends on when it was computed beyond ``now``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from reconciler.credentials import Credential
+from reconciler.engine.desired import DesiredPartner, DesiredState
+from reconciler.stores.state import PartnerRecord, WebhookRecord
+
+ACTIONS = (
+    "register-partner",
+    "update-partner",
+    "suspend-partner",
+    "revoke-credential",
+    "issue-credential",
+    "rotate-credential",
+    "register-webhook",
+    "update-webhook",
+    "remove-webhook",
+    "decommission-partner",
+)
+CHECK = "check-connectivity"
+
+
+@dataclass(frozen=True)
+class Action:
+    partner: str
+    action: str
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"partner": self.partner, "action": self.action, "reason": self.reason, "details": self.details}
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What the stores hold now."""
+
+    records: dict[str, PartnerRecord]
+    credentials: dict[str, list[Credential]]  # live (active and previous) only
+    webhook_secrets: dict[str, set[str]]
+
+
+@dataclass
+class Plan:
+    revision: str
+    actions: list[Action] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    blocked: list[dict[str, str]] = field(default_factory=list)
+
+    def for_partner(self, key: str) -> list[Action]:
+        return [action for action in self.actions if action.partner == key]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "actions": [action.to_json() for action in self.actions],
+            "checks": [{"partner": key, "action": CHECK} for key in self.checks],
+            "blocked": self.blocked,
+        }
+
+
+def make_plan(desired: DesiredState, live: LiveState, *, now: datetime, check_interval: timedelta) -> Plan:
+    plan = Plan(revision=desired.revision)
+    keys = sorted(set(desired.partners) | set(desired.deleted))
+    for key in keys:
+        record = live.records.get(key)
+        credentials = live.credentials.get(key, [])
+        if key in desired.deleted:
+            actions = _decommission(key, record, credentials)
+        else:
+            actions = _converge(desired.partners[key], record, credentials, live.webhook_secrets.get(key, set()), now)
+        actions.sort(key=lambda action: ACTIONS.index(action.action))
+        plan.actions.extend(actions)
+        if key in desired.partners and _check_due(desired.partners[key], record, actions, now, check_interval):
+            plan.checks.append(key)
+    plan.blocked = [
+        {"partner": blocked.key, "reason": blocked.reason, "message": blocked.message}
+        for blocked in sorted(desired.blocked.values(), key=lambda blocked: blocked.key)
+    ]
+    return plan
+
+
+def stable_until(desired: DesiredState, live: LiveState, *, now: datetime, check_interval: timedelta) -> datetime:
+    """The earliest moment a plan over unchanged inputs could differ: a rotation or overlap falling due,
+    a connectivity check falling due, or the date changing (legal bases and validation use today)."""
+    moments = [datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=now.tzinfo)]
+    for key, partner in desired.partners.items():
+        record = live.records.get(key)
+        rotation_days, _ = rotation_settings(partner, record)
+        for credential in live.credentials.get(key, []):
+            if credential.state == "active":
+                moments.append(credential.rotates_at(rotation_days))
+            elif credential.revoke_after is not None:
+                moments.append(credential.revoke_after)
+        if record is not None and record.last_check_at is not None:
+            moments.append(datetime.fromisoformat(record.last_check_at) + check_interval)
+    return min(moments)
+
+
+def desired_spec(partner: DesiredPartner, record: PartnerRecord | None) -> dict[str, Any]:
+    """The approved spec: from the manifest when it was read, else the applied one."""
+    if partner.manifest is not None:
+        spec: dict[str, Any] = partner.manifest.spec.model_dump(mode="json", exclude_none=True)
+        return spec
+    return record.spec if record is not None else {}
+
+
+def desired_webhooks(spec: dict[str, Any]) -> dict[str, WebhookRecord]:
+    return {
+        hook["name"]: WebhookRecord(hook["name"], hook["url"], list(hook["events"]), hook.get("mapping"))
+        for hook in spec.get("webhooks", [])
+    }
+
+
+def rotation_settings(partner: DesiredPartner, record: PartnerRecord | None) -> tuple[int, int]:
+    if partner.policy is not None:
+        return partner.policy.spec.credentials.rotationDays, partner.policy.spec.credentials.overlapDays
+    if record is not None:
+        return record.rotation_days, record.overlap_days
+    return 90, 7
+
+
+def _converge(
+    partner: DesiredPartner,
+    record: PartnerRecord | None,
+    credentials: list[Credential],
+    secrets_held: set[str],
+    now: datetime,
+) -> list[Action]:
+    key = partner.key
+    spec = desired_spec(partner, record)
+    suspended = bool(spec.get("suspended", False))
+    actions: list[Action] = []
+    new = record is None or record.decommissioned or record.blob is None
+    active = [credential for credential in credentials if credential.state == "active"]
+    previous = [credential for credential in credentials if credential.state == "previous"]
+
+    if new:
+        actions.append(Action(key, "register-partner", "new-partner", {"scopes": spec.get("scopes", [])}))
+    elif record is not None and partner.manifest is not None:
+        changed = _changed_fields(record.spec, spec)
+        if changed:
+            actions.append(Action(key, "update-partner", "spec-changed", {"changed": changed}))
+        elif record.suspended and not suspended:
+            actions.append(Action(key, "update-partner", "resumed", {"changed": ["suspended"]}))
+
+    if suspended:
+        if new or (record is not None and not record.suspended):
+            actions.append(Action(key, "suspend-partner", "suspended", {}))
+        actions.extend(
+            Action(key, "revoke-credential", "suspended", {"credentialId": credential.credential_id})
+            for credential in credentials
+        )
+    else:
+        rotation_days, _ = rotation_settings(partner, record)
+        if not active:
+            reason = "new-partner" if new else ("resumed" if record is not None and record.suspended else "drift")
+            details = {} if reason != "drift" else {"problem": "no active credential in the secret store"}
+            actions.append(Action(key, "issue-credential", reason, details))
+        elif active[0].due_for_rotation(now, rotation_days):
+            due = active[0].rotates_at(rotation_days)
+            actions.append(
+                Action(key, "rotate-credential", "rotation-due", {"credentialId": active[0].credential_id,
+                                                                  "dueAt": due.isoformat()})
+            )  # fmt: skip
+        actions.extend(
+            Action(key, "revoke-credential", "overlap-ended", {"credentialId": credential.credential_id})
+            for credential in previous
+            if credential.overlap_over(now)
+        )
+
+    wanted = desired_webhooks(spec)
+    applied = {} if new or record is None else record.webhooks
+    for name, hook in sorted(wanted.items()):
+        if name not in applied:
+            actions.append(Action(key, "register-webhook", "webhook-added", {"name": name, "url": hook.url}))
+        elif name not in secrets_held:
+            actions.append(
+                Action(key, "register-webhook", "drift", {"name": name, "url": hook.url,
+                                                          "problem": "signing secret missing from the secret store"})
+            )  # fmt: skip
+        elif not applied[name].same_target(hook):
+            actions.append(Action(key, "update-webhook", "webhook-changed", {"name": name, "url": hook.url}))
+    for name in sorted(set(applied) - set(wanted)):
+        actions.append(Action(key, "remove-webhook", "webhook-removed", {"name": name}))
+    return actions
+
+
+def _decommission(key: str, record: PartnerRecord | None, credentials: list[Credential]) -> list[Action]:
+    actions = [
+        Action(key, "revoke-credential", "decommissioned", {"credentialId": credential.credential_id})
+        for credential in credentials
+    ]
+    if record is not None:
+        actions.extend(
+            Action(key, "remove-webhook", "decommissioned", {"name": name}) for name in sorted(record.webhooks)
+        )
+        actions.append(Action(key, "decommission-partner", "file-deleted", {}))
+    return actions
+
+
+def _changed_fields(applied: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Top-level spec fields that differ; webhooks and suspension have actions of their own."""
+    ignored = {"webhooks", "suspended"}
+    return sorted(
+        name for name in set(applied) | set(wanted) if name not in ignored and applied.get(name) != wanted.get(name)
+    )
+
+
+def _check_due(
+    partner: DesiredPartner,
+    record: PartnerRecord | None,
+    actions: list[Action],
+    now: datetime,
+    interval: timedelta,
+) -> bool:
+    spec = desired_spec(partner, record)
+    if spec.get("suspended"):
+        return False
+    if actions or record is None or record.phase != "ACTIVE" or record.health != "HEALTHY":
+        return True
+    if record.last_check_at is None:
+        return True
+    return now - datetime.fromisoformat(record.last_check_at) >= interval

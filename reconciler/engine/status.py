@@ -1,0 +1,144 @@
+"""Phase, health and conditions of a partner, computed in one place from its record (DESIGN §9)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from reconciler.credentials import Credential
+from reconciler.stores.state import PartnerRecord, WebhookRecord
+
+PHASES = ("PENDING_APPROVAL", "PROVISIONING", "AWAITING_HANDSHAKE", "ACTIVE", "SUSPENDED", "DECOMMISSIONED")
+HEALTHS = ("HEALTHY", "DEGRADED", "UNKNOWN")
+CONDITIONS = (
+    "Approved",
+    "CredentialsIssued",
+    "WebhooksRegistered",
+    "HandshakeVerified",
+    "WebhooksReachable",
+    "Ready",
+)
+
+
+def derive(record: PartnerRecord, active: Credential | None, *, webhooks_held: set[str], now: datetime) -> None:
+    """Set ``record``'s phase, health and conditions from what is true of it now."""
+    record.phase, record.health = _phase_and_health(record, active)
+    webhook_states = [hook.state for hook in record.webhooks.values()]
+    missing_hooks = sorted(set(record.webhooks) - webhooks_held)
+    unreachable = [name for name, hook in sorted(record.webhooks.items()) if hook.state != "active"]
+    values = {
+        "Approved": _condition(record.approval is not None, "Approved", "NotApproved",
+                               _approval_message(record.approval)),
+        "CredentialsIssued": _condition(active is not None, "Issued", "NoActiveCredential",
+                                        f"client {active.client_id}, generation {active.generation}" if active
+                                        else "no active client credential"),
+        "WebhooksRegistered": _condition(not missing_hooks, "Registered", "SigningSecretMissing",
+                                         f"{len(record.webhooks)} webhook(s)" if not missing_hooks
+                                         else f"missing signing secret: {', '.join(missing_hooks)}"),
+        "HandshakeVerified": _condition(record.handshake_at is not None, "PingReceived", "AwaitingHandshake",
+                                        f"last ping {record.handshake_at}" if record.handshake_at
+                                        else "the partner has not called /v1/ping with its credentials yet"),
+        "WebhooksReachable": _condition(not unreachable, "Reachable" if webhook_states else "NoWebhooks",
+                                        "Unreachable",
+                                        f"not active: {', '.join(unreachable)}" if unreachable else ""),
+        "Ready": _condition(record.phase == "ACTIVE" and record.health == "HEALTHY", "Ready", record.phase,
+                            f"{record.phase}/{record.health}"),
+    }  # fmt: skip
+    previous = {condition["type"]: condition for condition in record.conditions}
+    conditions = []
+    for kind in CONDITIONS:
+        status, reason, message = values[kind]
+        old = previous.get(kind)
+        since = old["lastTransitionTime"] if old and old["status"] == status else now.isoformat()
+        conditions.append(
+            {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
+        )
+    record.conditions = conditions
+
+
+def _phase_and_health(record: PartnerRecord, active: Credential | None) -> tuple[str, str]:
+    if record.phase in ("DECOMMISSIONED", "PENDING_APPROVAL"):
+        return record.phase, "UNKNOWN"
+    if record.suspended:
+        return "SUSPENDED", "UNKNOWN"
+    if active is None:
+        return "PROVISIONING", "UNKNOWN"
+    if record.handshake_at is None:
+        return "AWAITING_HANDSHAKE", "UNKNOWN"
+    failing = any(hook.state != "active" for hook in record.webhooks.values())
+    return "ACTIVE", "DEGRADED" if failing else "HEALTHY"
+
+
+def _condition(ok: bool, reason_true: str, reason_false: str, message: str) -> tuple[str, str, str]:
+    return ("True", reason_true, message) if ok else ("False", reason_false, message)
+
+
+def _approval_message(approval: dict[str, Any] | None) -> str:
+    if approval is None:
+        return "no approved version yet"
+    who = approval.get("approver") or "nobody (--approval none)"
+    return f"commit {str(approval.get('commit'))[:12]} approved by {who}"
+
+
+def status_json(record: PartnerRecord, active: Credential | None, rotation_days: int | None = None) -> dict[str, Any]:
+    """One partner's entry of ``status --output json`` (DESIGN §11)."""
+    days = rotation_days if rotation_days is not None else record.rotation_days
+    return {
+        "partner": record.key,
+        "phase": record.phase,
+        "scopes": list(record.spec.get("scopes", [])),
+        "health": record.health,
+        "conditions": record.conditions,
+        "appliedRevision": record.revision,
+        "approval": record.approval,
+        "credential": None
+        if active is None
+        else {
+            "clientId": active.client_id,
+            "issuedAt": active.issued_at.isoformat(),
+            "rotatesAt": active.rotates_at(days).isoformat(),
+        },
+        "webhooks": [
+            {"name": hook.name, "url": hook.url, "state": hook.state, "consecutiveFailures": hook.consecutive_failures}
+            for _, hook in sorted(record.webhooks.items())
+        ],
+        "lastSuccessfulSync": record.last_successful_sync,
+    }
+
+
+def webhook_result(
+    record: PartnerRecord, hook: WebhookRecord, *, ok: bool, counts: bool, error: str | None, now: datetime
+) -> list[tuple[str, dict[str, Any]]]:
+    """LOG-01: move ``hook`` after a ping or delivery; the audit events (name, details) it causes.
+
+    From the first counted failure (5xx, timeout, unreachable) the webhook is ``failing`` (the partner
+    DEGRADED); at the tenant's ``maxConsecutiveFailures`` it is ``flagged`` or ``deactivated``. A
+    success brings it back to ``active``. Failures that do not count (4xx, 3xx) are only recorded.
+    """
+    if ok:
+        events = []
+        if hook.state != "active":
+            events.append(("webhook.recovered", {"name": hook.name, "code": "LOG-01"}))
+        hook.state, hook.consecutive_failures, hook.last_error = "active", 0, None
+        record.last_successful_sync = now.isoformat()
+        return events
+    hook.last_error = error
+    if not counts:
+        return []
+    hook.consecutive_failures += 1
+    details = {"name": hook.name, "code": "LOG-01", "failures": hook.consecutive_failures, "error": error}
+    if hook.consecutive_failures >= record.max_failures and hook.state in ("active", "failing"):
+        hook.state = "deactivated" if record.on_failure == "deactivate" else "flagged"
+        return [(f"webhook.{hook.state}", details)]
+    if hook.state == "active":
+        hook.state = "failing"
+        return [("webhook.failing", details)]
+    return []
+
+
+def deactivate(record: PartnerRecord, hook: WebhookRecord, reason: str) -> list[tuple[str, dict[str, Any]]]:
+    """A webhook the partner has retired (410 Gone): deactivated until a ping succeeds again."""
+    if hook.state == "deactivated":
+        return []
+    hook.state, hook.last_error = "deactivated", reason
+    return [("webhook.deactivated", {"name": hook.name, "code": "LOG-01", "error": reason})]

@@ -1,0 +1,1 @@
+"""Webhooks (DESIGN §8): publishing events, shaping and signing payloads, the dispatcher."""

@@ -1,0 +1,105 @@
+"""Platform events: checking a published event against the catalog, fanning it out to subscriptions,
+and shaping each partner's payload (mapping, and nothing above the partner's clearance: PRIV-01 for push).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from reconciler.credentials import hashes_match, keyed_hash
+from reconciler.errors import ReconcilerError
+from reconciler.manifests.models import Classification
+from reconciler.stores.outbox import HELD, PENDING, DeliveryRow, StoredEvent
+from reconciler.stores.secrets import SecretStore
+from reconciler.stores.state import PartnerRecord, StateStore
+
+# Names in the secret store of the platform-service token's HMAC key and keyed hash.
+PLATFORM_TOKEN_KEY = "platform-events-token-key"  # noqa: S105 - a name, not a secret
+PLATFORM_TOKEN_HASH = "platform-events-token-hash"  # noqa: S105 - a name, not a secret
+
+
+def platform_token_valid(secrets: SecretStore, presented: str) -> bool:
+    """Constant-time check of a platform-service token against its keyed hash."""
+    key, expected = secrets.sealed(PLATFORM_TOKEN_KEY), secrets.sealed(PLATFORM_TOKEN_HASH)
+    if key is None or expected is None or not presented:
+        return False
+    return hashes_match(expected.decode(), keyed_hash(key, presented))
+
+
+class EventError(ReconcilerError):
+    """A published event that the catalog does not allow."""
+
+
+def catalog_event(catalog: dict[str, Any] | None, event_type: str) -> dict[str, Any]:
+    if catalog is None:
+        raise EventError("no scope catalog has been applied yet: run partnerctl apply first")
+    events = {event["name"]: event for event in catalog.get("spec", {}).get("events", [])}
+    if event_type not in events:
+        raise EventError(f"unknown event type {event_type!r}; the catalog has: {', '.join(sorted(events)) or 'none'}")
+    definition: dict[str, Any] = events[event_type]
+    return definition
+
+
+def check_payload(definition: dict[str, Any], data: Any) -> None:
+    """Every catalogued field present, nothing uncatalogued (an unclassified field could leak)."""
+    if not isinstance(data, dict):
+        raise EventError("event data must be a JSON object of the catalogued fields")
+    fields = definition["fields"]
+    missing = sorted(set(fields) - set(data))
+    unknown = sorted(set(data) - set(fields))
+    if missing:
+        raise EventError(f"{definition['name']} is missing catalogued field(s): {', '.join(missing)}")
+    if unknown:
+        raise EventError(
+            f"{definition['name']} has field(s) the catalog does not classify: {', '.join(unknown)}; "
+            "add them to policies/scopes.yaml first"
+        )
+
+
+def publish(state: StateStore, event_type: str, data: Any, *, now: datetime) -> tuple[StoredEvent, int]:
+    """Store the event and a delivery per subscribed webhook, atomically; then it is acknowledged."""
+    definition = catalog_event(state.setting("catalog"), event_type)
+    check_payload(definition, data)
+    event = StoredEvent(f"evt_{uuid.uuid4().hex}", event_type, data, now.isoformat())
+    deliveries = []
+    for record in state.partners().values():
+        if record.suspended or record.phase in ("DECOMMISSIONED", "PENDING_APPROVAL"):
+            continue
+        for hook in record.webhooks.values():
+            if event_type in hook.events:
+                status = HELD if hook.state == "deactivated" else PENDING
+                deliveries.append(
+                    DeliveryRow(
+                        0, event.id, record.key, hook.name, f"msg_{uuid.uuid4().hex}", status, 0, now.timestamp()
+                    )
+                )
+    state.enqueue(event, deliveries)
+    return event, len(deliveries)
+
+
+class Shaper:
+    """Shapes events for partners: drops every field above the partner's clearance, then maps names."""
+
+    def __init__(self, catalog: dict[str, Any]) -> None:
+        self.catalog = catalog
+        self.levels = {scope["name"]: Classification[scope["classification"]] for scope in catalog["spec"]["scopes"]}
+        self._definitions: dict[str, dict[str, Any]] = {}
+
+    def shape(self, record: PartnerRecord, webhook: str, event: StoredEvent) -> dict[str, Any]:
+        if event.type not in self._definitions:
+            self._definitions[event.type] = catalog_event(self.catalog, event.type)
+        fields = self._definitions[event.type]["fields"]
+        scopes = record.spec.get("scopes", [])
+        clearance = max((self.levels[s] for s in scopes if s in self.levels), default=Classification.anonymous)
+        hook = record.webhooks[webhook]
+        mapping: dict[str, Any] = next((m for m in record.spec.get("mappings", []) if m["name"] == hook.mapping), {})
+        renames = mapping.get("fields", {}) if mapping.get("event") == event.type else {}
+        shaped = {}
+        for field, value in event.data.items():
+            level = fields.get(field)
+            if level is None or Classification[level] > clearance:
+                continue  # never sent: above what the partner's scopes allow
+            shaped[renames.get(field, field)] = value
+        return shaped
