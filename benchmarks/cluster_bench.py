@@ -21,8 +21,9 @@ import git
 
 from benchmarks.gateway_bench import free_port
 from benchmarks.generate import generate_repository
-from reconciler.approval.gate import NoApproval
-from reconciler.engine.reconciler import Config, Reconciler
+from reconciler.cli import wiring
+from reconciler.cli.options import Settings
+from reconciler.engine.reconciler import Reconciler
 from tests.support.kube import write_kubeconfig
 
 PARTNERS = max(20, int(1000 * float(os.environ.get("PARTNERCTL_BENCH_SCALE", "1"))))
@@ -54,9 +55,9 @@ def main() -> dict[str, float]:
             time.sleep(0.5)  # the API server's socket
             engines = {}
             for name, state in (("sqlite", None), ("kubernetes", "kubernetes://scp")):
-                config = Config(repo=str(root), ref="HEAD", home=Path(folder) / name, gate=NoApproval(),
-                                state_url=state, allow_loopback_webhooks=True)  # fmt: skip
-                engine = Reconciler(config)
+                settings = Settings(repo=str(root), home=Path(folder) / name, approval="none", state=state,
+                                    dev_allow_loopback_webhooks=True)  # fmt: skip
+                engine = wiring.reconciler(settings, reads_repository=True)
                 applied = engine.apply()
                 assert all(result.ok for result in applied.results), [r for r in applied.results if not r.ok][:3]
                 engines[name] = engine

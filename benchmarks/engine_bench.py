@@ -17,8 +17,8 @@ import git
 
 from benchmarks.generate import generate_repository
 from benchmarks.validate_bench import validate_all
-from reconciler.approval.gate import NoApproval
-from reconciler.engine.reconciler import Config, Reconciler
+from reconciler.cli import wiring
+from reconciler.cli.options import Settings
 
 PARTNERS = 10_000
 ROUNDS = 3
@@ -50,9 +50,8 @@ def main() -> dict[str, float]:
         repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
         elapsed, peak = first_apply(root, home)
 
-        engine = Reconciler(
-            Config(repo=str(root), ref="HEAD", home=home, gate=NoApproval(), allow_loopback_webhooks=True)
-        )
+        settings = Settings(repo=str(root), home=home, approval="none", dev_allow_loopback_webhooks=True)
+        engine = wiring.reconciler(settings, reads_repository=True)
         baseline, measured, compared = [], [], []
         for _ in range(ROUNDS):
             start = time.perf_counter()

@@ -21,9 +21,10 @@ import httpx
 from benchmarks.gateway_bench import free_port, wait_until_up
 from benchmarks.generate import generate_repository
 from reconciler import clock
-from reconciler.backends import open_secrets, open_state
+from reconciler.backends import open_stores
 from reconciler.webhooks.dispatcher import Dispatcher
 from reconciler.webhooks.events import publish
+from reconciler.webhooks.sender import HttpTransport
 
 EVENT = {"payment_id": "p-1", "status": "paid", "amount": 1200, "beneficiary_name": "A. B."}
 RECEIVERS = 2
@@ -66,15 +67,16 @@ def scenario(name: str, partners: int, events: int, receivers: list[str]) -> tup
         env = {**os.environ, "PARTNERCTL_HOME": str(home), "PARTNERCTL_DEV_ALLOW_LOOPBACK": "1"}
         subprocess.run([partnerctl, "--repo", str(root), "--approval", "none", "apply"], env=env, check=True,
                        capture_output=True)  # fmt: skip
-        state = open_state(None, home=home)
+        stores = open_stores(home=home)
         for _ in range(events):
-            publish(state, "payment.status.changed", EVENT, now=clock.now())
-        urls = [hook.url for record in state.partners().values() for hook in record.webhooks.values()] * events
+            publish(stores, "payment.status.changed", EVENT, now=clock.now())
+        records = stores.partners.partners().values()
+        urls = [hook.url for record in records for hook in record.webhooks.values()] * events
         shaped = {"paymentReference": "p-1", "state": "paid", "amountMinorUnits": 1200}
         body = json.dumps({"type": "payment.status.changed", "timestamp": clock.now().isoformat(), "data": shaped})
         baseline_before = asyncio.run(bare_loop(urls, body.encode()))
-        dispatcher = Dispatcher(state=state, secrets=open_secrets(None, home=home), home=home, allow_loopback=True,
-                                concurrency=CONCURRENCY, per_endpoint=PER_ENDPOINT, batch=2000)  # fmt: skip
+        dispatcher = Dispatcher(stores, HttpTransport(allow_loopback=True), concurrency=CONCURRENCY,
+                                per_endpoint=PER_ENDPOINT, batch=2000)  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         while asyncio.run(dispatcher.run_once()):
@@ -82,7 +84,8 @@ def scenario(name: str, partners: int, events: int, receivers: list[str]) -> tup
         ours = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-        delivered = sum(1 for row in state.deliveries() if row.status == "delivered")
+        delivered = sum(1 for row in stores.journal.deliveries() if row.status == "delivered")
+        stores.close()
         assert delivered == len(urls), (delivered, len(urls))
         # The baseline before and after ours; the faster one counts (the stricter comparison).
         baseline = min(baseline_before, asyncio.run(bare_loop(urls, body.encode())))

@@ -12,8 +12,24 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from reconciler.vocabulary import CredentialState
+
+__all__ = [
+    "CLIENT_SECRET_PREFIX",
+    "WEBHOOK_SECRET_PREFIX",
+    "Credential",
+    "active_credential",
+    "client_id_for",
+    "hashes_match",
+    "keyed_hash",
+    "new_client_secret",
+    "new_webhook_secret",
+    "partner_of_client",
+]
 
 CLIENT_SECRET_PREFIX = "scp_cs_"  # noqa: S105 - a prefix, not a secret
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
@@ -25,6 +41,11 @@ def client_id_for(partner: str) -> str:
     """Stable, non-secret, unique: the partner key with '.' (DNS labels have none) for '/'."""
     tenant, name = partner.split("/", 1)
     return f"{tenant}.{name}"
+
+
+def partner_of_client(client_id: str) -> str:
+    """The inverse of :func:`client_id_for`: ``tenant.partner`` -> ``tenant/partner``."""
+    return client_id.replace(".", "/", 1)
 
 
 def new_client_secret() -> str:
@@ -53,19 +74,24 @@ class Credential:
     client_id: str
     generation: int
     issued_at: datetime
-    state: str  # active | previous | revoked
+    state: CredentialState
     revoke_after: datetime | None = None
     revoked_at: datetime | None = None
 
     @property
     def live(self) -> bool:
-        return self.state in ("active", "previous")
+        return self.state in (CredentialState.ACTIVE, CredentialState.PREVIOUS)
 
     def rotates_at(self, rotation_days: int) -> datetime:
         return self.issued_at + timedelta(days=rotation_days)
 
     def due_for_rotation(self, now: datetime, rotation_days: int) -> bool:
-        return self.state == "active" and now >= self.rotates_at(rotation_days)
+        return self.state == CredentialState.ACTIVE and now >= self.rotates_at(rotation_days)
 
     def overlap_over(self, now: datetime) -> bool:
-        return self.state == "previous" and self.revoke_after is not None and now >= self.revoke_after
+        return self.state == CredentialState.PREVIOUS and self.revoke_after is not None and now >= self.revoke_after
+
+
+def active_credential(credentials: Iterable[Credential]) -> Credential | None:
+    """The partner's current credential among its generations; None when it has none (revoked, never issued)."""
+    return next((credential for credential in credentials if credential.state == CredentialState.ACTIVE), None)

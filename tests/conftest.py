@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.backends import open_secrets, open_state
 from reconciler.gateway.app import Gateway
+from tests.support import apps
 from tests.support.engine import Installation
 from tests.support.github import TOKEN as GITHUB_TOKEN
 from tests.support.github import FakeGitHub, RunningGitHub
@@ -142,12 +142,12 @@ def onboarded(git_repo: GitPartnerRepo, tmp_path: Path) -> Iterator[Onboarded]:
     git_repo.commit("Onboard ACME Bank")
     installation.apply()
     credentials = installation.deliver(f"{TENANT}/acme-bank")
-    home = installation.home
-    app = Gateway(state=open_state(None, home=home), secrets=open_secrets(None, home=home), home=home,
-                  issuer="https://gateway.scp.example", upstream=upstream_url)  # fmt: skip
+    app = apps.gateway(installation.home, upstream=upstream_url)
     server = UvicornThread(app)
     yield Onboarded(installation, server, app, credentials, partner_receiver, upstream)
     server.stop()
+    app.close()
+    app.stores.close()
     partner_receiver.stop()
     upstream.stop()
 

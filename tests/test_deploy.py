@@ -13,7 +13,7 @@ import yaml
 
 from reconciler.backends.kubernetes.leader import LeaseElector
 from reconciler.backends.kubernetes.state import _new_object, _status
-from reconciler.stores.state import PartnerRecord, WebhookRecord
+from reconciler.stores.records import PartnerRecord, WebhookRecord
 from tests.support.engine import Installation
 from tests.support.kube import FakeKubernetes
 from tests.support.servers import HttpRecorder

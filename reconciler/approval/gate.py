@@ -14,16 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from reconciler.backends.git import Revision
+from reconciler.stores.source import Revision
+from reconciler.vocabulary import BlockedReason
 
-BLOCKED_REASONS = (
-    "awaiting-approval",
-    "missing-policy-document",
-    "approver-not-authorised",
-    "invalid-signature",
-    "invalid-manifest",
-    "invalid-tenant-policy",
-)
+__all__ = ["ApprovalGate", "ApprovalRecord", "Approved", "NoApproval", "Refused", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +37,10 @@ class ApprovalRecord:
             "approvedAt": self.approved_at,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ApprovalRecord:
+        return cls(data["commit"], data.get("approver"), data.get("policyDocument"), data["approvedAt"])
+
 
 @dataclass(frozen=True)
 class Approved:
@@ -52,7 +50,7 @@ class Approved:
 
 @dataclass(frozen=True)
 class Refused:
-    reason: str
+    reason: BlockedReason
     message: str
     fallback: Approved | None = None  # the version approved before the refused change
 
@@ -86,7 +84,7 @@ class NoApproval:
             commit=revision.sha,
             approver=None,
             policy_document=None,
-            approved_at=revision.commit.committed_datetime.isoformat(),
+            approved_at=revision.committed_at,
         )
         return {path: Approved(revision.blob(path), record) for path in paths}
 

@@ -1,12 +1,15 @@
-"""Store backends, chosen by URL: ``--state`` and ``--secrets``.
+"""Store backends, chosen by URL (``--state``, ``--secrets``) and opened together as one :class:`Stores`.
 
 --state   (default)            SQLite at <home>/state.db
           sqlite:///PATH       SQLite at PATH
-          kubernetes://NS      PartnerIntegration objects in namespace NS (see kubernetes_state.py)
+          kubernetes://NS      PartnerIntegration objects in namespace NS (the journal stays in SQLite)
 --secrets (default)            local store in <home>/secrets/
           local:///PATH        local store in folder PATH
           vault+https://HOST:PORT?mount=secret&prefix=scp-partners&transit=transit&key=scp-partners
-                               Vault or OpenBao (see vault_secrets.py); vault:// takes VAULT_ADDR
+                               Vault or OpenBao (see vault/); vault:// takes VAULT_ADDR
+
+Each backend module is imported only when its URL is used, so a command never loads hvac or the
+Kubernetes client it does not need.
 """
 
 from __future__ import annotations
@@ -14,28 +17,54 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from reconciler.errors import UsageError
+from reconciler.errors import ReconcilerError, UsageError
+from reconciler.stores import Stores
+from reconciler.stores.partners import PartnerStore
 from reconciler.stores.secrets import SecretStore
-from reconciler.stores.state import StateStore
+
+__all__ = ["open_secrets", "open_stores"]
 
 
-def open_state(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> StateStore:
-    """The state store at ``url``; ``cache_seconds`` lets a remote store reuse its change check that long."""
-    from reconciler.backends.sqlite.state import SqliteStateStore
+def open_stores(
+    *,
+    home: Path,
+    state: str | None = None,
+    secrets: str | None = None,
+    state_cache_seconds: float = 0.0,
+    secret_cache_seconds: float = 0.0,
+) -> Stores:
+    """The stores of the installation under ``home``. The cache settings (the gateway's) let a remote store
+    reuse its change check, and a remote secret store its verifications, for that long."""
+    from reconciler.backends.sqlite.database import Database, prepare_folder
+    from reconciler.backends.sqlite.state import SCHEMA, SqliteJournal, SqlitePartners
 
-    if not url:
-        return SqliteStateStore(home / "state.db")
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite" and parts.path:
-        return SqliteStateStore(Path(parts.path))
-    if parts.scheme == "kubernetes":
+    prepare_folder(home)
+    parts = urlsplit(state or "")
+    partners: PartnerStore
+    if not state:
+        database = Database(home / "state.db", SCHEMA)
+        partners = SqlitePartners(database)
+    elif parts.scheme == "sqlite" and parts.path:
+        database = Database(Path(parts.path), SCHEMA)
+        partners = SqlitePartners(database)
+    elif parts.scheme == "kubernetes":
         from reconciler.backends.kubernetes.api import current_namespace
-        from reconciler.backends.kubernetes.state import KubernetesStateStore
+        from reconciler.backends.kubernetes.state import KubernetesPartners
 
-        return KubernetesStateStore(parts.netloc or current_namespace(), home, cache_seconds=cache_seconds)
-    raise UsageError(
-        f"--state {url}: unsupported; use sqlite:///PATH (default: SQLite under --home) or kubernetes://NAMESPACE"
-    )
+        database = Database(home / "state.db", SCHEMA)
+        partners = KubernetesPartners(parts.netloc or current_namespace(), cache_seconds=state_cache_seconds)
+    else:
+        raise UsageError(
+            f"--state {state}: unsupported; use sqlite:///PATH (default: SQLite under --home) or kubernetes://NAMESPACE"
+        )
+    journal = SqliteJournal(database, home=home, partners=partners)
+    try:
+        secret_store = open_secrets(secrets, home=home, cache_seconds=secret_cache_seconds)
+    except ReconcilerError:
+        partners.close()
+        journal.close()
+        raise
+    return Stores(partners=partners, journal=journal, secrets=secret_store)
 
 
 def open_secrets(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> SecretStore:
@@ -48,7 +77,8 @@ def open_secrets(url: str | None, *, home: Path, cache_seconds: float = 0.0) -> 
     if parts.scheme in ("local", "file") and parts.path:
         return LocalSecretStore(Path(parts.path))
     if parts.scheme in ("vault", "vault+https", "vault+http"):
-        from reconciler.backends.vault.store import VaultSecretStore, parse_url
+        from reconciler.backends.vault.config import parse_url
+        from reconciler.backends.vault.store import VaultSecretStore
 
         return VaultSecretStore(parse_url(url), cache_seconds=cache_seconds)
     raise UsageError(

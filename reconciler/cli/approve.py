@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-import git
 
 from reconciler import clock
-from reconciler.backends.git import Revision, open_repository
 from reconciler.cli.options import common_options, settings_from
-from reconciler.errors import RepositoryError, UsageError
+from reconciler.errors import UsageError
 from reconciler.manifests.loader import YamlProblem, load_document
 from reconciler.manifests.models import TenantPolicy
-from reconciler.manifests.validation import Validator, is_manifest_path
+from reconciler.manifests.validation import Validator
 
 
 @click.command()
@@ -48,20 +46,22 @@ def approve(
     Example:
       partnerctl approve onboard-acme-bank --policy-document DPA-2026-031
     """
+    from reconciler.backends.git import GitSource
+
     settings = settings_from(ctx, given)
-    repo = open_repository(settings.repo, home=Path(settings.home))
-    if repo.bare:
+    source = GitSource(settings.repo, home=Path(settings.home))
+    if source.repo.bare:
         raise UsageError("approve works in a checkout of the partner repository")
-    target = target or _current_branch(repo)
-    key = str(signing_key) if signing_key else _config(repo, "user.signingkey")
-    email = approver or _config(repo, "user.email")
+    target = target or source.current_branch()
+    key = str(signing_key) if signing_key else source.config("user.signingkey")
+    email = approver or source.config("user.email")
     if not key:
         raise UsageError("no signing key: pass --signing-key ~/.ssh/id_ed25519 or set git config user.signingkey")
     if not email:
         raise UsageError("no approver e-mail: pass --approver or set git config user.email")
 
-    base, tip = Revision(repo, target), Revision(repo, branch)
-    changed = _changed_manifests(repo, target, branch)
+    base, tip = source.revision(target), source.revision(branch)
+    changed = source.changed_manifests(target, branch)
     if not changed:
         raise UsageError(f"{branch} changes no partner or policy file against {target}; nothing to approve")
     click.echo(f"Approving {branch} into {target} ({base.sha[:12]}..{tip.sha[:12]}) as {email}, "
@@ -84,52 +84,10 @@ def approve(
         + "".join(f"{status} {path}\n" for status, path in changed)
         + f"\nApproved-by: {email}\nPolicy-Document: {policy_document}\n"
     )
-    merged = _signed_merge(repo, target, branch, key, message)
+    merged = source.signed_merge(target, branch, key=key, message=message)
     click.echo(
         f"Approved: signed merge commit {merged[:12]} on {target} at {clock.now().astimezone(UTC):%Y-%m-%d %H:%M}Z"
     )
-
-
-def _changed_manifests(repo: git.Repo, target: str, branch: str) -> list[tuple[str, str]]:
-    output = repo.git.diff("--name-status", "--no-renames", f"{target}...{branch}", "--", "partners", "policies")
-    changes = []
-    for line in output.splitlines():
-        status, path = line.split("\t", 1)
-        if is_manifest_path(path):
-            changes.append((status[0], path))
-    return changes
-
-
-def _signed_merge(repo: git.Repo, target: str, branch: str, key: str, message: str) -> str:
-    try:
-        tree = repo.git.merge_tree("--write-tree", target, branch).splitlines()[0]
-    except git.GitCommandError:
-        raise RepositoryError(f"{branch} does not merge cleanly into {target}; rebase it first") from None
-    old = repo.commit(target).hexsha
-    command = ["git", "-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "commit-tree", tree,
-               "-p", old, "-p", repo.commit(branch).hexsha, "-S", "-m", message]  # fmt: skip
-    try:
-        merged = str(repo.git.execute(command)).strip()
-    except git.GitCommandError as error:
-        raise RepositoryError(f"signing failed: {error.stderr.strip()}") from None
-    if not repo.head.is_detached and repo.active_branch.name == target:
-        repo.git.merge("--ff-only", merged)
-    else:
-        repo.git.update_ref(f"refs/heads/{target}", merged, old)
-    return merged
-
-
-def _current_branch(repo: git.Repo) -> str:
-    if repo.head.is_detached:
-        raise UsageError("HEAD is detached: name the target branch with --into")
-    return repo.active_branch.name
-
-
-def _config(repo: git.Repo, name: str) -> str | None:
-    try:
-        return str(repo.git.config("--get", name)).strip() or None
-    except git.GitCommandError:
-        return None
 
 
 @click.command()
@@ -146,11 +104,13 @@ def approvers(ctx: click.Context, /, base: str, **given: Any) -> None:
     Example:
       partnerctl approvers --base origin/main
     """
+    from reconciler.backends.git import GitSource
+
     settings = settings_from(ctx, given)
-    repo = open_repository(settings.repo, home=Path(settings.home))
-    on_base = Revision(repo, base)
+    source = GitSource(settings.repo, home=Path(settings.home))
+    on_base = source.revision(base)
     lines = []
-    for status, path in _changed_manifests(repo, base, settings.ref):
+    for status, path in source.changed_manifests(base, settings.ref):
         if path.startswith("partners/"):
             tenant = path.split("/")[1]
             raw = on_base.read(f"policies/{tenant}.yaml")

@@ -5,20 +5,15 @@ from __future__ import annotations
 import json
 import secrets
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
 from reconciler import clock
-from reconciler.backends import open_secrets, open_state
-from reconciler.cli import output
-from reconciler.cli.options import Settings, common_options, settings_from
-from reconciler.cli.wiring import parse_duration
+from reconciler.cli import output, wiring
+from reconciler.cli.options import common_options, settings_from
 from reconciler.credentials import keyed_hash
 from reconciler.errors import UsageError
-from reconciler.webhooks.dispatcher import DEFAULT_SCHEDULE, Dispatcher, parse_schedule
-from reconciler.webhooks.events import PLATFORM_TOKEN_HASH, PLATFORM_TOKEN_KEY, publish
 
 
 @click.group()
@@ -48,11 +43,10 @@ def publish_command(ctx: click.Context, /, event_type: str, data: str | None, fi
         payload = json.loads(text)
     except ValueError as error:
         raise UsageError(f"event data is not valid JSON: {error}") from None
-    state = open_state(settings.state, home=Path(settings.home))
-    try:
-        event, count = publish(state, event_type, payload, now=clock.now())
-    finally:
-        state.close()
+    from reconciler.webhooks.events import publish
+
+    with wiring.stores(settings) as stores:
+        event, count = publish(stores, event_type, payload, now=clock.now())
     if settings.output == "json":
         output.emit_json({"event": event.id, "type": event.type, "deliveries": count})
     else:
@@ -65,31 +59,14 @@ def publish_command(ctx: click.Context, /, event_type: str, data: str | None, fi
 def token_command(ctx: click.Context, /, **given: Any) -> None:
     """Issue (or replace) the platform-service token for POST /internal/events on the gateway. Shown once."""
     settings = settings_from(ctx, given)
-    store = open_secrets(settings.secrets, home=Path(settings.home))
-    try:
+    from reconciler.webhooks.events import PLATFORM_TOKEN_HASH, PLATFORM_TOKEN_KEY
+
+    with wiring.stores(settings) as stores:
         token = "scp_pt_" + secrets.token_urlsafe(32)
         key = secrets.token_bytes(32)
-        store.replace_sealed(PLATFORM_TOKEN_KEY, key)
-        store.replace_sealed(PLATFORM_TOKEN_HASH, keyed_hash(key, token).encode())
-    finally:
-        store.close()
+        stores.secrets.replace_sealed(PLATFORM_TOKEN_KEY, key)
+        stores.secrets.replace_sealed(PLATFORM_TOKEN_HASH, keyed_hash(key, token).encode())
     click.echo(token)
-
-
-def dispatcher(settings: Settings, schedule: str | None) -> Dispatcher:
-    home = Path(settings.home)
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        steps = parse_schedule(schedule) if schedule else DEFAULT_SCHEDULE
-    except ValueError as error:
-        raise UsageError(f"--schedule: {error}") from None
-    return Dispatcher(
-        state=open_state(settings.state, home=home),
-        secrets=open_secrets(settings.secrets, home=home),
-        home=home,
-        allow_loopback=settings.dev_allow_loopback_webhooks,
-        schedule=steps,
-    )
 
 
 @click.command()
@@ -108,4 +85,9 @@ def dispatch(ctx: click.Context, /, once: bool, interval: str, schedule: str | N
       partnerctl dispatch --once
     """
     settings = settings_from(ctx, given)
-    dispatcher(settings, schedule).run(once=once, interval=parse_duration(interval).total_seconds())
+    seconds = wiring.parse_duration(interval).total_seconds()
+    worker = wiring.dispatcher(settings, schedule)
+    try:
+        worker.run(once=once, interval=seconds)
+    finally:
+        worker.stores.close()

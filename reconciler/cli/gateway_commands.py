@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
-from reconciler.backends import open_secrets, open_state
+from reconciler.cli import wiring
 from reconciler.cli.options import common_options, settings_from
-from reconciler.gateway.app import Gateway, issuer_for
-
-# A remote secret store (Vault) may answer repeated verifications from memory for this long; so a
-# revocation reaches the gateway within it. The embedded store is always read directly.
-SECRET_CACHE_SECONDS = 5.0
-# A remote state store (Kubernetes) is asked whether records changed at most this often, so the
-# gateway's request rate never reaches the API server; a suspension or narrowing applies within it.
-STATE_CACHE_SECONDS = 2.0
 
 
 @click.group()
@@ -41,14 +32,10 @@ def serve(ctx: click.Context, /, host: str, port: int, upstream: str | None, iss
     import uvicorn
 
     settings = settings_from(ctx, given)
-    home = Path(settings.home)
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    app = Gateway(
-        state=open_state(settings.state, home=home, cache_seconds=STATE_CACHE_SECONDS),
-        secrets=open_secrets(settings.secrets, home=home, cache_seconds=SECRET_CACHE_SECONDS),
-        home=home,
-        issuer=issuer or issuer_for(host, port),
-        upstream=upstream,
-    )
+    app = wiring.gateway(settings, issuer=issuer or f"http://{host}:{port}", upstream=upstream)
     click.echo(f"partnerctl gateway on http://{host}:{port} (issuer {app.tokens.issuer})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+    finally:
+        app.close()
+        app.stores.close()

@@ -180,12 +180,15 @@ def wrapped_text(document: dict[str, Any]) -> str:
     ])  # fmt: skip
 
 
-def audit_text(entries: list[dict[str, Any]]) -> str:
+def audit_text(entries: list[Any]) -> str:
     lines = []
     for entry in entries:
+        if not isinstance(entry, dict):  # a damaged line, as read: audit verify says where the chain breaks
+            lines.append(f"{'?':>6} not an audit entry: {json.dumps(entry)[:80]}")
+            continue
         details = json.dumps(entry.get("details", {}), sort_keys=True)
         lines.append(
-            f"{entry.get('seq'):>6} {entry.get('time', '')[:19]} {entry.get('actor', '')} {entry.get('event')} "
-            f"{entry.get('partner') or '-'} {details}"
+            f"{entry.get('seq')!s:>6} {str(entry.get('time', ''))[:19]} {entry.get('actor', '')} "
+            f"{entry.get('event')} {entry.get('partner') or '-'} {details}"
         )
     return "\n".join(lines) if lines else "The audit log is empty."

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 from reconciler.cli import output
 from reconciler.cli.options import Settings, common_options, settings_from
-from reconciler.cli.wiring import parse_duration, reconciler
+from reconciler.cli.wiring import dispatcher, parse_duration, reconciler
 from reconciler.errors import UsageError
 
 _check_interval = click.option(
@@ -107,20 +107,28 @@ def run(
     Example:
       partnerctl --trust-root /etc/partnerctl/trust-root.yaml --repo https://git.example/partners.git run
     """
-    from reconciler.cli.events_commands import dispatcher
     from reconciler.engine.loop import reporter, run_loop
-    from reconciler.engine.metrics import Metrics
 
     settings = settings_from(ctx, given)
     seconds = parse_duration(interval).total_seconds()
-    metrics = Metrics() if metrics_port is not None else None
+    metrics = None
+    if metrics_port is not None:
+        from reconciler.engine.metrics import Metrics
+
+        metrics = Metrics()
     server = metrics.serve(metrics_port, metrics_host) if metrics is not None and metrics_port is not None else None
     try:
         with reconciler(settings, check_interval=parse_duration(check_interval), reads_repository=True) as engine:
             report = reporter(json_lines=log_format == "json", echo=lambda line: click.echo(line, err=True))
             leadership = elector(settings, lease_name, lease_namespace, lease_duration) if leader_elect else None
-            code = run_loop(engine, dispatcher(settings, None), interval=seconds, once=once, metrics=metrics,
-                            report=report, leadership=leadership)  # fmt: skip
+            worker = dispatcher(settings, None)
+            if metrics is not None:
+                worker.on_results = metrics.observe_deliveries
+            try:
+                code = run_loop(engine, worker, interval=seconds, once=once, metrics=metrics, report=report,
+                                leadership=leadership)  # fmt: skip
+            finally:
+                worker.stores.close()
     finally:
         if server is not None:
             server.shutdown()

@@ -9,16 +9,14 @@ from typing import Any
 import click
 
 from reconciler import clock
-from reconciler.backends import open_secrets, open_state
-from reconciler.backends.sqlite.lock import installation_lock
+from reconciler.backends import open_secrets, open_stores
 from reconciler.backends.sqlite.secrets import LocalSecretStore
 from reconciler.backends.vault.migrate import migrate
 from reconciler.backends.vault.store import VaultSecretStore
 from reconciler.cli import output
 from reconciler.cli.options import common_options, settings_from
-from reconciler.engine.audit import AuditLog
-from reconciler.engine.executor import Executor
-from reconciler.engine.reconciler import STORE_ID
+from reconciler.engine.journal import Journal
+from reconciler.engine.reconciler import LOCK_TIMEOUT, STORE_ID, Options
 from reconciler.errors import UsageError
 
 
@@ -45,24 +43,26 @@ def migrate_command(ctx: click.Context, /, source_url: str | None, target_url: s
     """
     settings = settings_from(ctx, given)
     home = Path(settings.home)
-    source = open_secrets(source_url, home=home)
-    if not isinstance(source, LocalSecretStore):
-        raise UsageError(f"--from {source_url}: only an embedded (local) store can be migrated")
-    target = open_secrets(target_url, home=home)
-    if not isinstance(target, VaultSecretStore):
-        raise UsageError(f"--to {target_url}: migrate into Vault (vault+https://HOST:PORT?…)")
-    state = open_state(settings.state, home=home)
+    stores = open_stores(home=home, state=settings.state, secrets=source_url)
     try:
-        with installation_lock(home, timeout=60):
-            Executor(state, source, AuditLog(home / "audit.jsonl"), now=clock.now()).recover()
-            report = migrate(source, target)
-            store_id = secrets.token_hex(16)  # binds the live state to the new store from now on
-            target.replace_sealed(STORE_ID, store_id.encode())
-            state.put_setting(STORE_ID, store_id)
+        source = stores.secrets
+        if not isinstance(source, LocalSecretStore):
+            raise UsageError(f"--from {source_url}: only an embedded (local) store can be migrated")
+        target = open_secrets(target_url, home=home)
+        try:
+            if not isinstance(target, VaultSecretStore):
+                raise UsageError(f"--to {target_url}: migrate into Vault (vault+https://HOST:PORT?…)")
+            journal = Journal(stores, actor=Options().actor)
+            with journal.exclusive(timeout=LOCK_TIMEOUT):
+                journal.recover(now=clock.now())
+                report = migrate(source, target)
+                store_id = secrets.token_hex(16)  # binds the live state to the new store from now on
+                target.replace_sealed(STORE_ID, store_id.encode())
+                stores.journal.put_setting(STORE_ID, store_id)
+        finally:
+            target.close()
     finally:
-        state.close()
-        source.close()
-        target.close()
+        stores.close()
     folder = Path(source_url.removeprefix("local://").removeprefix("file://")) if source_url else home / "secrets"
     kept = folder.with_name(folder.name + ".migrated")
     folder.rename(kept)  # so that a command without --secrets cannot quietly start a second, empty store

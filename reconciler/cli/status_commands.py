@@ -98,7 +98,8 @@ def unwrap(ctx: click.Context, /, token: str | None, **given: Any) -> None:
     Example:
       partnerctl --secrets vault+https://vault.internal:8200 credentials unwrap - < wrap-token.txt
     """
-    from reconciler.backends.vault.store import UnwrapRefused, parse_url, unwrap_delivery
+    from reconciler.backends.vault.config import parse_url
+    from reconciler.backends.vault.unwrap import UnwrapRefused, unwrap_delivery
 
     settings = settings_from(ctx, given)
     if not token or token == "-":  # noqa: S105 - "-" means standard input
@@ -174,7 +175,11 @@ def log(ctx: click.Context, /, partner: str | None, **given: Any) -> None:
     """Show the audit log."""
     settings = settings_from(ctx, given)
     with reconciler(settings) as engine:
-        entries = [entry for entry in engine.audit.entries() if partner is None or entry.get("partner") == partner]
+        entries = [
+            entry
+            for entry in engine.audit_entries()
+            if partner is None or (isinstance(entry, dict) and entry.get("partner") == partner)
+        ]
     if settings.output == "json":
         output.emit_json({"entries": entries})
     else:

@@ -1,35 +1,70 @@
-"""Building a :class:`Reconciler` from the command line's settings."""
+"""Where the adapters meet the core: stores, repository, approval gate and senders built from the options.
+
+This is the only module that hands backends (SQLite, Vault, Kubernetes, git, GitHub, httpx) to the
+engine, the dispatcher and the gateway; each command asks it for the object it runs.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from reconciler.approval.gate import ApprovalGate, NoApproval
-from reconciler.approval.git import GitApproval, load_trust_root
-from reconciler.approval.github import GitHubApproval, client_from_environment
 from reconciler.cli.options import Settings
-from reconciler.engine.reconciler import Config, Reconciler
-from reconciler.errors import UsageError
-from reconciler.manifests.loader import YamlProblem
+from reconciler.errors import ReconcilerError, UsageError
+from reconciler.manifests.loader import YamlProblem, load_document
 from reconciler.manifests.models import TrustRoot
+from reconciler.stores import Stores
+
+if TYPE_CHECKING:
+    from reconciler.engine.reconciler import Reconciler
+    from reconciler.gateway.app import Gateway
+    from reconciler.webhooks.dispatcher import Dispatcher
+
+__all__ = ["approval_gate", "check_partner_key", "dispatcher", "gateway", "parse_duration", "reconciler", "stores"]
+
+# A remote secret store (Vault) may answer repeated verifications from memory for this long; so a
+# revocation reaches the gateway within it. The embedded store is always read directly.
+SECRET_CACHE_SECONDS = 5.0
+# A remote state store (Kubernetes) is asked whether records changed at most this often, so the
+# gateway's request rate never reaches the API server; a suspension or narrowing applies within it.
+STATE_CACHE_SECONDS = 2.0
+
+
+def stores(settings: Settings, *, for_gateway: bool = False) -> Stores:
+    from reconciler.backends import open_stores
+
+    return open_stores(
+        home=Path(settings.home),
+        state=settings.state,
+        secrets=settings.secrets,
+        state_cache_seconds=STATE_CACHE_SECONDS if for_gateway else 0.0,
+        secret_cache_seconds=SECRET_CACHE_SECONDS if for_gateway else 0.0,
+    )
 
 
 def approval_gate(settings: Settings) -> ApprovalGate:
     if settings.approval == "none":
         return NoApproval()
-    if settings.approval == "git":
-        root, digest = trust_root(settings)
-        return GitApproval(root, digest=digest)
     root, digest = trust_root(settings)
+    if settings.approval == "git":
+        from reconciler.approval.git import GitApproval
+
+        return GitApproval(root, digest=digest)
+    from reconciler.approval.github import GitHubApproval
+    from reconciler.backends.github import client_from_environment
+
     return GitHubApproval(root, digest=digest, client=client_from_environment(settings.github_repo))
 
 
 def trust_root(settings: Settings) -> tuple[TrustRoot, str]:
+    """The TrustRoot file named by --trust-root (or PARTNERCTL_TRUST_ROOT) and a digest of its content."""
     path = settings.trust_root or (Path(os.environ["PARTNERCTL_TRUST_ROOT"]) if os.environ.get("PARTNERCTL_TRUST_ROOT")
                                    else None)  # fmt: skip
     if path is None:
@@ -39,34 +74,67 @@ def trust_root(settings: Settings) -> tuple[TrustRoot, str]:
             "--approval none"
         )
     try:
-        root, digest = load_trust_root(path)
+        raw = path.read_bytes()
     except OSError as error:
-        raise UsageError(f"--trust-root {path}: {error.strerror}") from None
+        raise UsageError(f"--trust-root {path}: {error.strerror}") from error
+    try:
+        root = TrustRoot.model_validate(load_document(raw).data)
     except (YamlProblem, ValueError) as error:
-        raise UsageError(f"--trust-root {path} is not a valid TrustRoot: {str(error).splitlines()[0]}") from None
-    return root, digest
+        raise UsageError(f"--trust-root {path} is not a valid TrustRoot: {str(error).splitlines()[0]}") from error
+    return root, hashlib.sha256(raw).hexdigest()
 
 
 def reconciler(
     settings: Settings, *, check_interval: timedelta | None = None, reads_repository: bool = False
 ) -> Reconciler:
     """The engine for a command; ``reads_repository`` for those that plan (they need an approval gate)."""
+    from reconciler.backends.git import GitSource
+    from reconciler.engine.reconciler import Options, Reconciler
+    from reconciler.webhooks.sender import HttpPinger
+
     gate = approval_gate(settings) if reads_repository else None
     warning = gate.warning() if gate is not None else None
     if warning:
         click.echo(warning, err=True)
-    config = Config(
-        repo=settings.repo,
-        ref=settings.ref,
-        home=Path(settings.home),
-        gate=gate,
-        state_url=settings.state,
-        secrets_url=settings.secrets,
-        allow_loopback_webhooks=settings.dev_allow_loopback_webhooks,
-    )
+    options = Options(ref=settings.ref, allow_loopback_webhooks=settings.dev_allow_loopback_webhooks)
     if check_interval is not None:
-        config.check_interval = check_interval
-    return Reconciler(config)
+        options.check_interval = check_interval
+    opened = stores(settings)
+    try:
+        return Reconciler(
+            opened,
+            source=GitSource(settings.repo, home=Path(settings.home)),
+            gate=gate,
+            pinger=HttpPinger(allow_loopback=settings.dev_allow_loopback_webhooks),
+            options=options,
+        )
+    except ReconcilerError:
+        opened.close()
+        raise
+
+
+def dispatcher(settings: Settings, schedule: str | None) -> Dispatcher:
+    from reconciler.webhooks.dispatcher import DEFAULT_SCHEDULE, Dispatcher, parse_schedule
+    from reconciler.webhooks.sender import HttpTransport
+
+    try:
+        steps = parse_schedule(schedule) if schedule else DEFAULT_SCHEDULE
+    except ValueError as error:
+        raise UsageError(f"--schedule {schedule}: {error}") from error
+    transport = HttpTransport(allow_loopback=settings.dev_allow_loopback_webhooks)
+    return Dispatcher(stores(settings), transport, schedule=steps)
+
+
+def gateway(settings: Settings, *, issuer: str, upstream: str | None) -> Gateway:
+    from reconciler.gateway.app import Gateway
+    from reconciler.gateway.upstream import HttpUpstream
+
+    opened = stores(settings, for_gateway=True)
+    try:
+        return Gateway(opened, issuer=issuer, upstream=HttpUpstream(upstream) if upstream else None)
+    except ReconcilerError:
+        opened.close()
+        raise
 
 
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)?$")
@@ -85,3 +153,4 @@ def check_partner_key(key: str) -> str:
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?", key):
         raise UsageError(f"{key!r} is not TENANT/PARTNER (e.g. ministry-social-affairs/acme-bank)")
     return key
+

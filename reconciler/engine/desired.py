@@ -1,6 +1,6 @@
 """The desired state: for every partner, the newest approved and valid version of its manifest.
 
-Validation results are memoised in the state store by the blob SHAs of the partner file, the scope
+Validation results are memoised in the journal's memo by the blob SHAs of the partner file, the scope
 catalog and the tenant policy (plus today's date, for LEGAL-01), so an unchanged file is never
 parsed or validated twice. A partner whose approved blob and context equal what was applied is not
 even read: the planner works from the applied record.
@@ -14,10 +14,14 @@ from datetime import date
 from typing import Any
 
 from reconciler.approval.gate import ApprovalGate, ApprovalRecord, Approved, Refused
-from reconciler.backends.git import Revision
 from reconciler.manifests.models import IntegrationPartner, TenantPolicy
 from reconciler.manifests.validation import CATALOG_PATH, PARTNERS_DIR, POLICIES_DIR, Validator
-from reconciler.stores.state import PartnerRecord, StateStore
+from reconciler.stores.journal import MemoStore
+from reconciler.stores.records import PartnerRecord
+from reconciler.stores.source import Revision
+from reconciler.vocabulary import BlockedReason
+
+__all__ = ["VALIDATION_VERSION", "BlockedPartner", "DesiredPartner", "DesiredState", "build", "partner_key"]
 
 # Bump when validation rules change, so memoised verdicts are recomputed.
 VALIDATION_VERSION = "1"
@@ -38,7 +42,7 @@ class DesiredPartner:
 @dataclass(frozen=True)
 class BlockedPartner:
     key: str
-    reason: str
+    reason: BlockedReason
     message: str
     never_approved: bool = False
 
@@ -88,7 +92,7 @@ def build(
     revision: Revision,
     gate: ApprovalGate,
     records: dict[str, PartnerRecord],
-    state: StateStore,
+    memo: MemoStore,
     *,
     today: date,
     allow_loopback_webhooks: bool,
@@ -98,7 +102,7 @@ def build(
     live_paths = {
         path for key, record in records.items() if not record.decommissioned for path in partner_path_candidates(key)
     }
-    paths = set(revision.entries) | {path for path in live_paths if path.startswith(PARTNERS_DIR)}
+    paths = set(revision.blobs) | {path for path in live_paths if path.startswith(PARTNERS_DIR)}
     paths |= {CATALOG_PATH} | {f"{POLICIES_DIR}/{record.tenant}.yaml" for record in records.values()}
     verdicts = gate.review(revision, paths)
     tree = _ApprovedTree(revision, verdicts)
@@ -116,11 +120,10 @@ def build(
     pending: dict[str, tuple[str, str, str, Approved]] = {}  # key -> (path, blob, context, approved)
     for key, key_paths in sorted(by_key.items()):
         record = records.get(key)
-        present = [path for path in key_paths if path in revision.entries]
+        present = [path for path in key_paths if path in revision.blobs]
         if len(present) > 1:
-            desired.blocked[key] = BlockedPartner(
-                key, "invalid-manifest", f"{key} is defined twice ({', '.join(present)}); keep one file", record is None
-            )
+            message = f"{key} is defined twice ({', '.join(present)}); keep one file"
+            desired.blocked[key] = BlockedPartner(key, BlockedReason.INVALID_MANIFEST, message, record is None)
             _keep_applied(desired, key, record)
             continue
         path = present[0] if present else key_paths[0]
@@ -155,7 +158,7 @@ def build(
         else:
             pending[key] = (path, approved.blob, context, approved)
 
-    _validate_pending(desired, pending, validator, state, records, flags)
+    _validate_pending(desired, pending, validator, memo, records, flags)
     return desired
 
 
@@ -163,19 +166,22 @@ def _validate_pending(
     desired: DesiredState,
     pending: dict[str, tuple[str, str, str, Approved]],
     validator: Validator,
-    state: StateStore,
+    memo_store: MemoStore,
     records: dict[str, PartnerRecord],
     flags: str,
 ) -> None:
     memo_keys = {key: f"validate|{blob}|{context}|{flags}" for key, (_, blob, context, _) in pending.items()}
-    memo = state.cached(list(memo_keys.values()))
+    memo = memo_store.cached(list(memo_keys.values()))
     fresh: dict[str, object] = {}
     for key, (path, blob, context, approved) in sorted(pending.items()):
         memo_key = memo_keys[key]
         tenant = key.split("/", 1)[0]
-        policy, why_not = validator.tenant_policy(tenant)
-        if policy is None and why_not is not None and "has violations" in why_not:
-            desired.blocked[key] = BlockedPartner(key, "invalid-tenant-policy", why_not, records.get(key) is None)
+        status = validator.tenant_policy(tenant)
+        if status.invalid:
+            assert status.problem is not None
+            desired.blocked[key] = BlockedPartner(
+                key, BlockedReason.INVALID_TENANT_POLICY, status.problem, records.get(key) is None
+            )
             _keep_applied(desired, key, records.get(key))
             continue
         cached = memo.get(memo_key)
@@ -189,7 +195,7 @@ def _validate_pending(
             fresh[memo_key] = cached
         if "manifest" in cached:
             manifest = IntegrationPartner.model_validate(cached["manifest"])
-            desired.partners[key] = DesiredPartner(key, path, blob, context, approved.record, manifest, policy)
+            desired.partners[key] = DesiredPartner(key, path, blob, context, approved.record, manifest, status.policy)
         else:
             first = cached["violations"][0] if cached["violations"] else {}
             count = len(cached["violations"])
@@ -197,20 +203,16 @@ def _validate_pending(
                 f"{count} violation{'s' if count != 1 else ''}; first: {first.get('file')}:{first.get('line')}: "
                 f"{first.get('code')} {first.get('message')} (run partnerctl validate)"
             )
-            desired.blocked[key] = BlockedPartner(key, "invalid-manifest", message, records.get(key) is None)
+            never_approved = records.get(key) is None
+            desired.blocked[key] = BlockedPartner(key, BlockedReason.INVALID_MANIFEST, message, never_approved)
             _keep_applied(desired, key, records.get(key))
-    state.cache(fresh)
+    memo_store.cache(fresh)
 
 
 def _keep_applied(desired: DesiredState, key: str, record: PartnerRecord | None) -> None:
     """A blocked change leaves the applied version live: plan keeps working from its record."""
     if record is None or record.decommissioned or record.blob is None or record.approval is None:
         return
-    approval = record.approval
-    desired.partners[key] = DesiredPartner(
-        key,
-        partner_path_candidates(key)[0],
-        record.blob,
-        record.context or "",
-        ApprovalRecord(approval["commit"], approval["approver"], approval["policyDocument"], approval["approvedAt"]),
-    )
+    approval = ApprovalRecord.from_json(record.approval)
+    path = partner_path_candidates(key)[0]
+    desired.partners[key] = DesiredPartner(key, path, record.blob, record.context or "", approval)

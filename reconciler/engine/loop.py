@@ -1,7 +1,13 @@
-"""The reconcile loop (``partnerctl run``): apply, sleep with jitter, back off on errors, stop cleanly.
+"""The reconcile loop (``partnerctl run``): apply, sleep with jitter, retry by the kind of error, stop cleanly.
 
 The webhook dispatcher runs alongside in a thread. SIGTERM (or SIGINT) sets a stop flag: the apply
 in progress finishes the partner it is on and the loop exits with status 0.
+
+Errors decide their own handling (``reconciler.errors``): a :class:`~reconciler.errors.Transient`
+one (a store briefly away, a lock, a write conflict) is retried soon: after 5 seconds, doubling, never
+later than the normal interval. Any other stalls the loop until someone acts: it says so once (and
+again only if the problem changes), backs off exponentially up to 10 minutes, and says when it
+recovers.
 """
 
 from __future__ import annotations
@@ -13,35 +19,67 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from reconciler import clock
-from reconciler.engine.metrics import Metrics
 from reconciler.engine.reconciler import ApplyOutcome, Reconciler
-from reconciler.errors import ReconcilerError
-from reconciler.webhooks.dispatcher import Dispatcher
+from reconciler.errors import ReconcilerError, Transient
 
-if TYPE_CHECKING:
-    from reconciler.backends.kubernetes.leader import LeaseElector
+__all__ = ["Leadership", "Observer", "Worker", "reporter", "run_loop", "summary"]
 
 MAX_BACKOFF = 600.0
+FIRST_RETRY = 5.0
+
+
+class Leadership(Protocol):
+    """An elected leader (a Kubernetes Lease); only the leader applies and dispatches."""
+
+    identity: str
+    namespace: str
+    name: str
+    retry_period: float
+    last_error: str | None
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None:
+        """Stop campaigning and release the lead, so a standby takes over at once."""
+
+    def is_leader(self) -> bool: ...
+
+
+class Observer(Protocol):
+    """What the loop reports to (Prometheus metrics, /healthz, /readyz)."""
+
+    ready: bool
+    alive: bool
+
+    def observe_apply(self, outcome: ApplyOutcome, seconds: float) -> None: ...
+
+    def observe_state(self, engine: Reconciler) -> None: ...
+
+
+class Worker(Protocol):
+    """The webhook dispatcher, run alongside in a thread."""
+
+    def run(
+        self, *, once: bool, interval: float, stop: Any = None, active: Callable[[], bool] | None = None
+    ) -> None: ...
 
 
 def run_loop(
     engine: Reconciler,
-    dispatcher: Dispatcher,
+    dispatcher: Worker,
     *,
     interval: float,
     once: bool,
     report: Callable[..., None],
-    metrics: Metrics | None = None,
-    leadership: LeaseElector | None = None,
+    metrics: Observer | None = None,
+    leadership: Leadership | None = None,
 ) -> int:
-    """Reconcile until stopped; with ``leadership``, only while holding the Lease (a standby waits)."""
+    """Reconcile until stopped; with ``leadership``, only while holding the lead (a standby waits)."""
     stop = threading.Event()
     halt = _Halt(stop, leadership)
-    if metrics is not None:
-        dispatcher.on_results = metrics.observe_deliveries
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         report(f"received {signal.Signals(signum).name}: finishing the current action, then exiting", level="warning")
@@ -58,6 +96,7 @@ def run_loop(
         report(f"leader election: {leadership.identity} campaigns for Lease {leadership.namespace}/{leadership.name}")
     worker.start()
     failures, code, leading = 0, 0, False
+    stalled: str | None = None  # the message of the error the loop is stalled on, said once
     try:
         while not stop.is_set():
             if leadership is not None and not leadership.is_leader():
@@ -72,9 +111,12 @@ def run_loop(
                 report(f"acquired the lease as {leadership.identity}: applying")
                 leading = True
             started = time.monotonic()
+            pause = interval
             try:
                 outcome = engine.apply(stop=halt)
-                failures = 0
+                if stalled is not None:
+                    report("recovered: reconciling again", revision=outcome.revision)
+                failures, stalled = 0, None
                 code = 0 if outcome.ok else 1
                 report(summary(outcome), revision=outcome.revision)
                 for result in outcome.results:
@@ -84,17 +126,24 @@ def run_loop(
                     )  # fmt: skip
                 if metrics is not None:
                     metrics.observe_apply(outcome, time.monotonic() - started)
-                    metrics.observe_state(engine.state.partners(), engine.secrets.live_credentials(), clock.now())
+                    metrics.observe_state(engine)
                     metrics.ready = True
             except ReconcilerError as error:
                 failures += 1
                 code = error.exit_code
-                report(f"reconcile failed ({failures} in a row): {error}", level="error")
                 if metrics is not None:
                     metrics.ready = False
+                if isinstance(error, Transient):
+                    pause = min(max(interval, FIRST_RETRY), FIRST_RETRY * 2 ** min(failures - 1, 10))
+                    report(f"reconcile failed ({failures} in a row), retrying in {pause:.0f}s: {error}",
+                           level="warning")  # fmt: skip
+                else:
+                    pause = min(MAX_BACKOFF, interval * 2 ** min(failures, 10))
+                    if str(error) != stalled:
+                        report(f"stalled until this is fixed: {error}", level="error")
+                    stalled = str(error)
             if once:
                 break
-            pause = interval if failures == 0 else min(MAX_BACKOFF, interval * 2 ** min(failures, 10))
             stop.wait(pause * random.uniform(0.9, 1.1))  # noqa: S311 - jitter, not security
     finally:
         stop.set()
@@ -109,9 +158,9 @@ def run_loop(
 
 
 class _Halt:
-    """What an apply checks between partners: SIGTERM, or the Lease lost."""
+    """What an apply checks between partners: SIGTERM, or the lead lost."""
 
-    def __init__(self, stop: threading.Event, leadership: LeaseElector | None) -> None:
+    def __init__(self, stop: threading.Event, leadership: Leadership | None) -> None:
         self._stop, self._leadership = stop, leadership
 
     def is_set(self) -> bool:

@@ -16,13 +16,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client import Counter as PromCounter
 
-from reconciler.credentials import Credential
-from reconciler.engine.reconciler import ApplyOutcome
-from reconciler.engine.status import HEALTHS, PHASES
-from reconciler.stores.state import PartnerRecord
+from reconciler import clock
+from reconciler.credentials import Credential, active_credential
+from reconciler.engine.reconciler import ApplyOutcome, Reconciler
+from reconciler.stores.records import PartnerRecord
+from reconciler.vocabulary import Health, Phase
+
+__all__ = ["Metrics"]
 
 
 class Metrics:
+    """The loop's :class:`~reconciler.engine.loop.Observer`, exposed in Prometheus' format."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.reconcile_seconds = Histogram(
@@ -58,20 +63,24 @@ class Metrics:
         for result in outcome.results + outcome.checks:
             self.actions.labels(result.action, "ok" if result.ok else "failed").inc()
 
-    def observe_state(
+    def observe_state(self, engine: Reconciler) -> None:
+        stores = engine.stores
+        self.observe_records(stores.partners.partners(), stores.secrets.live_credentials(), clock.now())
+
+    def observe_records(
         self, records: dict[str, PartnerRecord], credentials: dict[str, list[Credential]], now: datetime
     ) -> None:
         counts = Counter((record.phase, record.health) for record in records.values())
-        for phase in PHASES:
-            for health in HEALTHS:
+        for phase in Phase:
+            for health in Health:
                 self.partners.labels(phase, health).set(counts.get((phase, health), 0))
         for key, record in records.items():
             if record.last_successful_sync:
                 self.last_sync.labels(key).set(datetime.fromisoformat(record.last_successful_sync).timestamp())
-            active = next((c for c in credentials.get(key, []) if c.state == "active"), None)
+            active = active_credential(credentials.get(key, []))
             if active is not None:
                 self.credential_age.labels(key).set((now - active.issued_at).total_seconds())
-        aged = {key for key, creds in credentials.items() if key in records and any(c.state == "active" for c in creds)}
+        aged = {key for key, creds in credentials.items() if key in records and active_credential(creds) is not None}
         for key in self._aged - aged:
             self.credential_age.remove(key)
         self._aged = aged

@@ -12,27 +12,20 @@ from typing import Any
 
 from reconciler.credentials import Credential
 from reconciler.engine.desired import DesiredPartner, DesiredState
-from reconciler.stores.state import PartnerRecord, WebhookRecord
+from reconciler.stores.records import PartnerRecord, WebhookRecord
+from reconciler.vocabulary import ActionName, CredentialState, Health, Phase
 
-ACTIONS = (
-    "register-partner",
-    "update-partner",
-    "suspend-partner",
-    "revoke-credential",
-    "issue-credential",
-    "rotate-credential",
-    "register-webhook",
-    "update-webhook",
-    "remove-webhook",
-    "decommission-partner",
-)
-CHECK = "check-connectivity"
+__all__ = ["Action", "LiveState", "Plan", "desired_spec", "desired_webhooks", "make_plan", "rotation_settings",
+           "stable_until"]  # fmt: skip
+
+# The order of a partner's actions: ActionName's own order, without the check.
+ORDER = {name: index for index, name in enumerate(ActionName)}
 
 
 @dataclass(frozen=True)
 class Action:
     partner: str
-    action: str
+    action: ActionName
     reason: str
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -63,7 +56,7 @@ class Plan:
         return {
             "revision": self.revision,
             "actions": [action.to_json() for action in self.actions],
-            "checks": [{"partner": key, "action": CHECK} for key in self.checks],
+            "checks": [{"partner": key, "action": ActionName.CHECK_CONNECTIVITY} for key in self.checks],
             "blocked": self.blocked,
         }
 
@@ -78,7 +71,7 @@ def make_plan(desired: DesiredState, live: LiveState, *, now: datetime, check_in
             actions = _decommission(key, record, credentials)
         else:
             actions = _converge(desired.partners[key], record, credentials, live.webhook_secrets.get(key, set()), now)
-        actions.sort(key=lambda action: ACTIONS.index(action.action))
+        actions.sort(key=lambda action: ORDER[action.action])
         plan.actions.extend(actions)
         if key in desired.partners and _check_due(desired.partners[key], record, actions, now, check_interval):
             plan.checks.append(key)
@@ -97,7 +90,7 @@ def stable_until(desired: DesiredState, live: LiveState, *, now: datetime, check
         record = live.records.get(key)
         rotation_days, _ = rotation_settings(partner, record)
         for credential in live.credentials.get(key, []):
-            if credential.state == "active":
+            if credential.state == CredentialState.ACTIVE:
                 moments.append(credential.rotates_at(rotation_days))
             elif credential.revoke_after is not None:
                 moments.append(credential.revoke_after)
@@ -141,23 +134,23 @@ def _converge(
     suspended = bool(spec.get("suspended", False))
     actions: list[Action] = []
     new = record is None or record.decommissioned or record.blob is None
-    active = [credential for credential in credentials if credential.state == "active"]
-    previous = [credential for credential in credentials if credential.state == "previous"]
+    active = [credential for credential in credentials if credential.state == CredentialState.ACTIVE]
+    previous = [credential for credential in credentials if credential.state == CredentialState.PREVIOUS]
 
     if new:
-        actions.append(Action(key, "register-partner", "new-partner", {"scopes": spec.get("scopes", [])}))
+        actions.append(Action(key, ActionName.REGISTER_PARTNER, "new-partner", {"scopes": spec.get("scopes", [])}))
     elif record is not None and partner.manifest is not None:
         changed = _changed_fields(record.spec, spec)
         if changed:
-            actions.append(Action(key, "update-partner", "spec-changed", {"changed": changed}))
+            actions.append(Action(key, ActionName.UPDATE_PARTNER, "spec-changed", {"changed": changed}))
         elif record.suspended and not suspended:
-            actions.append(Action(key, "update-partner", "resumed", {"changed": ["suspended"]}))
+            actions.append(Action(key, ActionName.UPDATE_PARTNER, "resumed", {"changed": ["suspended"]}))
 
     if suspended:
         if new or (record is not None and not record.suspended):
-            actions.append(Action(key, "suspend-partner", "suspended", {}))
+            actions.append(Action(key, ActionName.SUSPEND_PARTNER, "suspended", {}))
         actions.extend(
-            Action(key, "revoke-credential", "suspended", {"credentialId": credential.credential_id})
+            Action(key, ActionName.REVOKE_CREDENTIAL, "suspended", {"credentialId": credential.credential_id})
             for credential in credentials
         )
     else:
@@ -165,15 +158,15 @@ def _converge(
         if not active:
             reason = "new-partner" if new else ("resumed" if record is not None and record.suspended else "drift")
             details = {} if reason != "drift" else {"problem": "no active credential in the secret store"}
-            actions.append(Action(key, "issue-credential", reason, details))
+            actions.append(Action(key, ActionName.ISSUE_CREDENTIAL, reason, details))
         elif active[0].due_for_rotation(now, rotation_days):
             due = active[0].rotates_at(rotation_days)
             actions.append(
-                Action(key, "rotate-credential", "rotation-due", {"credentialId": active[0].credential_id,
+                Action(key, ActionName.ROTATE_CREDENTIAL, "rotation-due", {"credentialId": active[0].credential_id,
                                                                   "dueAt": due.isoformat()})
             )  # fmt: skip
         actions.extend(
-            Action(key, "revoke-credential", "overlap-ended", {"credentialId": credential.credential_id})
+            Action(key, ActionName.REVOKE_CREDENTIAL, "overlap-ended", {"credentialId": credential.credential_id})
             for credential in previous
             if credential.overlap_over(now)
         )
@@ -182,29 +175,29 @@ def _converge(
     applied = {} if new or record is None else record.webhooks
     for name, hook in sorted(wanted.items()):
         if name not in applied:
-            actions.append(Action(key, "register-webhook", "webhook-added", {"name": name, "url": hook.url}))
+            actions.append(Action(key, ActionName.REGISTER_WEBHOOK, "webhook-added", {"name": name, "url": hook.url}))
         elif name not in secrets_held:
             actions.append(
-                Action(key, "register-webhook", "drift", {"name": name, "url": hook.url,
+                Action(key, ActionName.REGISTER_WEBHOOK, "drift", {"name": name, "url": hook.url,
                                                           "problem": "signing secret missing from the secret store"})
             )  # fmt: skip
         elif not applied[name].same_target(hook):
-            actions.append(Action(key, "update-webhook", "webhook-changed", {"name": name, "url": hook.url}))
+            actions.append(Action(key, ActionName.UPDATE_WEBHOOK, "webhook-changed", {"name": name, "url": hook.url}))
     for name in sorted(set(applied) - set(wanted)):
-        actions.append(Action(key, "remove-webhook", "webhook-removed", {"name": name}))
+        actions.append(Action(key, ActionName.REMOVE_WEBHOOK, "webhook-removed", {"name": name}))
     return actions
 
 
 def _decommission(key: str, record: PartnerRecord | None, credentials: list[Credential]) -> list[Action]:
     actions = [
-        Action(key, "revoke-credential", "decommissioned", {"credentialId": credential.credential_id})
+        Action(key, ActionName.REVOKE_CREDENTIAL, "decommissioned", {"credentialId": credential.credential_id})
         for credential in credentials
     ]
     if record is not None:
         actions.extend(
-            Action(key, "remove-webhook", "decommissioned", {"name": name}) for name in sorted(record.webhooks)
+            Action(key, ActionName.REMOVE_WEBHOOK, "decommissioned", {"name": name}) for name in sorted(record.webhooks)
         )
-        actions.append(Action(key, "decommission-partner", "file-deleted", {}))
+        actions.append(Action(key, ActionName.DECOMMISSION_PARTNER, "file-deleted", {}))
     return actions
 
 
@@ -226,7 +219,7 @@ def _check_due(
     spec = desired_spec(partner, record)
     if spec.get("suspended"):
         return False
-    if actions or record is None or record.phase != "ACTIVE" or record.health != "HEALTHY":
+    if actions or record is None or record.phase != Phase.ACTIVE or record.health != Health.HEALTHY:
         return True
     if record.last_check_at is None:
         return True

@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.credentials import Credential
-from reconciler.stores.state import PartnerRecord, WebhookRecord
+from reconciler.stores.records import PartnerRecord, WebhookRecord
+from reconciler.vocabulary import Event, Health, Phase, WebhookState
 
-PHASES = ("PENDING_APPROVAL", "PROVISIONING", "AWAITING_HANDSHAKE", "ACTIVE", "SUSPENDED", "DECOMMISSIONED")
-HEALTHS = ("HEALTHY", "DEGRADED", "UNKNOWN")
+__all__ = ["CONDITIONS", "deactivate", "derive", "status_json", "webhook_result"]
+
 CONDITIONS = (
     "Approved",
     "CredentialsIssued",
@@ -25,7 +26,7 @@ def derive(record: PartnerRecord, active: Credential | None, *, webhooks_held: s
     record.phase, record.health = _phase_and_health(record, active)
     webhook_states = [hook.state for hook in record.webhooks.values()]
     missing_hooks = sorted(set(record.webhooks) - webhooks_held)
-    unreachable = [name for name, hook in sorted(record.webhooks.items()) if hook.state != "active"]
+    unreachable = [name for name, hook in sorted(record.webhooks.items()) if hook.state != WebhookState.ACTIVE]
     values = {
         "Approved": _condition(record.approval is not None, "Approved", "NotApproved",
                                _approval_message(record.approval)),
@@ -41,7 +42,7 @@ def derive(record: PartnerRecord, active: Credential | None, *, webhooks_held: s
         "WebhooksReachable": _condition(not unreachable, "Reachable" if webhook_states else "NoWebhooks",
                                         "Unreachable",
                                         f"not active: {', '.join(unreachable)}" if unreachable else ""),
-        "Ready": _condition(record.phase == "ACTIVE" and record.health == "HEALTHY", "Ready", record.phase,
+        "Ready": _condition(record.phase == Phase.ACTIVE and record.health == Health.HEALTHY, "Ready", record.phase,
                             f"{record.phase}/{record.health}"),
     }  # fmt: skip
     previous = {condition["type"]: condition for condition in record.conditions}
@@ -56,17 +57,17 @@ def derive(record: PartnerRecord, active: Credential | None, *, webhooks_held: s
     record.conditions = conditions
 
 
-def _phase_and_health(record: PartnerRecord, active: Credential | None) -> tuple[str, str]:
-    if record.phase in ("DECOMMISSIONED", "PENDING_APPROVAL"):
-        return record.phase, "UNKNOWN"
+def _phase_and_health(record: PartnerRecord, active: Credential | None) -> tuple[Phase, Health]:
+    if record.phase in (Phase.DECOMMISSIONED, Phase.PENDING_APPROVAL):
+        return record.phase, Health.UNKNOWN
     if record.suspended:
-        return "SUSPENDED", "UNKNOWN"
+        return Phase.SUSPENDED, Health.UNKNOWN
     if active is None:
-        return "PROVISIONING", "UNKNOWN"
+        return Phase.PROVISIONING, Health.UNKNOWN
     if record.handshake_at is None:
-        return "AWAITING_HANDSHAKE", "UNKNOWN"
-    failing = any(hook.state != "active" for hook in record.webhooks.values())
-    return "ACTIVE", "DEGRADED" if failing else "HEALTHY"
+        return Phase.AWAITING_HANDSHAKE, Health.UNKNOWN
+    failing = any(hook.state != WebhookState.ACTIVE for hook in record.webhooks.values())
+    return Phase.ACTIVE, Health.DEGRADED if failing else Health.HEALTHY
 
 
 def _condition(ok: bool, reason_true: str, reason_false: str, message: str) -> tuple[str, str, str]:
@@ -86,7 +87,7 @@ def status_json(record: PartnerRecord, active: Credential | None, rotation_days:
     return {
         "partner": record.key,
         "phase": record.phase,
-        "scopes": list(record.spec.get("scopes", [])),
+        "scopes": record.scopes,
         "health": record.health,
         "conditions": record.conditions,
         "appliedRevision": record.revision,
@@ -108,7 +109,7 @@ def status_json(record: PartnerRecord, active: Credential | None, rotation_days:
 
 def webhook_result(
     record: PartnerRecord, hook: WebhookRecord, *, ok: bool, counts: bool, error: str | None, now: datetime
-) -> list[tuple[str, dict[str, Any]]]:
+) -> list[tuple[Event, dict[str, Any]]]:
     """LOG-01: move ``hook`` after a ping or delivery; the audit events (name, details) it causes.
 
     From the first counted failure (5xx, timeout, unreachable) the webhook is ``failing`` (the partner
@@ -117,9 +118,9 @@ def webhook_result(
     """
     if ok:
         events = []
-        if hook.state != "active":
-            events.append(("webhook.recovered", {"name": hook.name, "code": "LOG-01"}))
-        hook.state, hook.consecutive_failures, hook.last_error = "active", 0, None
+        if hook.state != WebhookState.ACTIVE:
+            events.append((Event.WEBHOOK_RECOVERED, {"name": hook.name, "code": "LOG-01"}))
+        hook.state, hook.consecutive_failures, hook.last_error = WebhookState.ACTIVE, 0, None
         record.last_successful_sync = now.isoformat()
         return events
     hook.last_error = error
@@ -127,18 +128,21 @@ def webhook_result(
         return []
     hook.consecutive_failures += 1
     details = {"name": hook.name, "code": "LOG-01", "failures": hook.consecutive_failures, "error": error}
-    if hook.consecutive_failures >= record.max_failures and hook.state in ("active", "failing"):
-        hook.state = "deactivated" if record.on_failure == "deactivate" else "flagged"
-        return [(f"webhook.{hook.state}", details)]
-    if hook.state == "active":
-        hook.state = "failing"
-        return [("webhook.failing", details)]
+    if hook.consecutive_failures >= record.max_failures and hook.state in (WebhookState.ACTIVE, WebhookState.FAILING):
+        if record.on_failure == "deactivate":
+            hook.state = WebhookState.DEACTIVATED
+            return [(Event.WEBHOOK_DEACTIVATED, details)]
+        hook.state = WebhookState.FLAGGED
+        return [(Event.WEBHOOK_FLAGGED, details)]
+    if hook.state == WebhookState.ACTIVE:
+        hook.state = WebhookState.FAILING
+        return [(Event.WEBHOOK_FAILING, details)]
     return []
 
 
-def deactivate(record: PartnerRecord, hook: WebhookRecord, reason: str) -> list[tuple[str, dict[str, Any]]]:
+def deactivate(record: PartnerRecord, hook: WebhookRecord, reason: str) -> list[tuple[Event, dict[str, Any]]]:
     """A webhook the partner has retired (410 Gone): deactivated until a ping succeeds again."""
-    if hook.state == "deactivated":
+    if hook.state == WebhookState.DEACTIVATED:
         return []
-    hook.state, hook.last_error = "deactivated", reason
-    return [("webhook.deactivated", {"name": hook.name, "code": "LOG-01", "error": reason})]
+    hook.state, hook.last_error = WebhookState.DEACTIVATED, reason
+    return [(Event.WEBHOOK_DEACTIVATED, {"name": hook.name, "code": "LOG-01", "error": reason})]

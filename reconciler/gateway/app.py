@@ -20,33 +20,39 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote_plus
 
-import httpx
-
 from reconciler import clock
-from reconciler.backends.sqlite.lock import installation_lock
 from reconciler.credentials import Credential
-from reconciler.engine.audit import AuditEvent, AuditLog
-from reconciler.engine.executor import Executor
-from reconciler.engine.status import derive
+from reconciler.engine.journal import Journal
+from reconciler.errors import Busy, Stalled, StoreUnavailable
+from reconciler.gateway.forwarding import Upstream, UpstreamUnavailable
 from reconciler.gateway.routes import Route, RouteTable
 from reconciler.gateway.tokens import AccessToken, TokenAuthority, TokenError
-from reconciler.stores.secrets import SecretStore
-from reconciler.stores.state import PartnerRecord, StateStore
+from reconciler.stores import Stores
+from reconciler.stores.records import PartnerRecord
+from reconciler.vocabulary import Event
 from reconciler.webhooks.events import EventError, platform_token_valid, publish
+
+__all__ = ["Gateway"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+T = TypeVar("T")
+
+log = logging.getLogger("partnerctl.gateway")
 
 REALM = "scp"
-SYNC_WRITE_INTERVAL = 60.0
-MAX_BODY_BYTES = 1024 * 1024  # seconds between lastSuccessfulSync writes for ordinary API calls
+SYNC_WRITE_INTERVAL = 60.0  # seconds between lastSuccessfulSync writes for ordinary API calls
+MAX_BODY_BYTES = 1024 * 1024
+STORE_THREADS = 16  # store and Vault calls run here, never on the event loop
+RETRY_AFTER = {StoreUnavailable: "5", Busy: "1", Stalled: "30"}  # seconds, by what kept the store from answering
 _HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
                b"transfer-encoding", b"upgrade", b"host", b"authorization", b"content-length"}  # fmt: skip
 _IDENTITY_HEADERS = (b"x-partner", b"x-client-id", b"x-partner-scopes")
@@ -79,8 +85,8 @@ class Directory:
 
     A store without a counter (Vault) is asked every time; it answers from its own short cache."""
 
-    def __init__(self, state: StateStore, secrets: SecretStore) -> None:
-        self.state, self.secrets = state, secrets
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
         self._state_version: str | None = None
         self._secrets_version: str | None = None
         self._records: dict[str, PartnerRecord | None] = {}
@@ -89,11 +95,11 @@ class Directory:
         self._routes_loaded = False
 
     def refresh(self) -> None:
-        state_version, secrets_version = self.state.version(), self.secrets.version()
+        state_version, secrets_version = self.stores.partners.version(), self.stores.secrets.version()
         if state_version != self._state_version or state_version is None or not self._routes_loaded:
             self._state_version = state_version
             self._records.clear()
-            self.routes = RouteTable(self.state.setting("catalog"))
+            self.routes = RouteTable(self.stores.journal.setting("catalog"))
             self._routes_loaded = True
         if secrets_version != self._secrets_version or secrets_version is None:
             self._secrets_version = secrets_version
@@ -101,33 +107,29 @@ class Directory:
 
     def partner(self, key: str) -> tuple[PartnerRecord | None, list[Credential]]:
         if key not in self._records:
-            self._records[key] = self.state.partner(key)
+            self._records[key] = self.stores.partners.partner(key)
         if key not in self._credentials:
-            self._credentials[key] = [c for c in self.secrets.credentials(key) if c.live]
+            self._credentials[key] = [c for c in self.stores.secrets.credentials(key) if c.live]
         return self._records[key], self._credentials[key]
 
 
 def usable(record: PartnerRecord | None) -> bool:
-    return record is not None and not record.suspended and record.phase not in ("DECOMMISSIONED", "PENDING_APPROVAL")
+    return record is not None and record.usable
 
 
 class Gateway:
-    def __init__(
-        self,
-        *,
-        state: StateStore,
-        secrets: SecretStore,
-        home: Path,
-        issuer: str,
-        upstream: str | None = None,
-    ) -> None:
-        self.directory = Directory(state, secrets)
-        self.tokens = TokenAuthority(secrets, issuer=issuer)
-        self.audit = AuditLog(home / "audit.jsonl")
-        self.home = home
-        self.upstream = upstream.rstrip("/") if upstream else None
-        self._client = httpx.AsyncClient(timeout=30.0, follow_redirects=False) if upstream else None
+    def __init__(self, stores: Stores, *, issuer: str, upstream: Upstream | None = None) -> None:
+        self.stores = stores
+        self.directory = Directory(stores)
+        self.tokens = TokenAuthority(stores.secrets, issuer=issuer)
+        self.journal = Journal(stores, actor="gateway")
+        self.upstream = upstream
         self._last_sync: dict[str, float] = {}
+        self._threads = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="gateway-store")
+
+    async def _off_loop(self, call: Callable[[], T]) -> T:
+        """Run a store (or Vault) call in the gateway's threads: a slow store never stalls other requests."""
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     # --- ASGI ---------------------------------------------------------------------------------------
 
@@ -136,7 +138,6 @@ class Gateway:
             return
         method, path = scope["method"], scope["path"]
         try:
-            self.directory.refresh()
             if path == "/oauth2/token":
                 if method != "POST":
                     raise Refusal(405, {"error": "invalid_request", "error_description": "use POST"})
@@ -146,8 +147,9 @@ class Gateway:
             elif path == "/healthz":
                 await _respond(send, 200, {"status": "ok"})
             elif path == "/v1/ping" and method == "GET":
-                caller = self._caller(_header(scope, b"authorization"))
-                await asyncio.to_thread(self._record_handshake, caller)
+                authorization = _header(scope, b"authorization")
+                caller = await self._off_loop(lambda: self._caller(authorization))
+                await self._off_loop(lambda: self._record_handshake(caller))
                 pong = {"pong": True, "partner": caller.partner, "client_id": caller.token.client_id,
                         "scopes": sorted(caller.scopes)}  # fmt: skip
                 await _respond(send, 200, pong)
@@ -159,8 +161,14 @@ class Gateway:
                 await self._api(scope, receive, send)
         except Refusal as refusal:
             if refusal.denial is not None:
-                await asyncio.to_thread(self._record_denial, *refusal.denial)
+                denial = refusal.denial
+                await self._off_loop(lambda: self._record_denial(*denial))
             await _respond(send, refusal.status, refusal.body, refusal.headers)
+        except (StoreUnavailable, Busy, Stalled) as error:  # no answer from a store: say when to come back
+            log.warning("%s %s: %s", method, path, error)
+            description = "a backing store is unavailable; retry later"
+            headers = {"retry-after": RETRY_AFTER[type(error)], "cache-control": "no-store"}
+            await _respond(send, 503, {"error": "temporarily_unavailable", "error_description": description}, headers)
 
     # --- OAuth2 token endpoint ------------------------------------------------------------------
 
@@ -181,12 +189,11 @@ class Gateway:
                                 "error_description": "use one client authentication method"}, no_store)  # fmt: skip
         client_id, secret = basic if basic is not None else (field.get("client_id"), field.get("client_secret"))
         challenge = {"www-authenticate": f'Basic realm="{REALM}"'} if basic is not None else {}
-        credential = self.directory.secrets.verify(client_id, secret) if client_id and secret else None
-        record = self.directory.partner(credential.partner)[0] if credential else None
-        if credential is None or not usable(record):
+        found = await self._off_loop(lambda: self._authenticate(client_id, secret))
+        if found is None:
             raise Refusal(401, {"error": "invalid_client"}, {**no_store, **challenge})
-        assert record is not None
-        approved = list(record.spec.get("scopes", []))
+        credential, record = found
+        approved = record.scopes
         requested = field.get("scope")
         scopes = approved
         if requested is not None:
@@ -201,9 +208,21 @@ class Gateway:
                   "scope": " ".join(scopes)}  # fmt: skip
         await _respond(send, 200, answer, no_store)
 
+    def _authenticate(self, client_id: str | None, secret: str | None) -> tuple[Credential, PartnerRecord] | None:
+        """The live credential and usable partner these client credentials belong to (in a store thread)."""
+        if not client_id or not secret:
+            return None
+        self.directory.refresh()
+        credential = self.stores.secrets.verify(client_id, secret)
+        record = self.directory.partner(credential.partner)[0] if credential else None
+        if credential is None or record is None or not record.usable:
+            return None
+        return credential, record
+
     # --- bearer tokens and routes ---------------------------------------------------------------
 
     def _caller(self, authorization: str | None) -> Caller:
+        """The caller of a bearer token, checked against the stores as they are now (in a store thread)."""
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Refusal(401, {"error": "invalid_request", "error_description": "a Bearer token is required"},
                           {"www-authenticate": f'Bearer realm="{REALM}"'})  # fmt: skip
@@ -211,16 +230,17 @@ class Gateway:
         try:
             token = self.tokens.verify(authorization[7:].strip(), now=clock.now())
         except TokenError as error:
-            raise Refusal(401, {"error": "invalid_token", "error_description": str(error)}, invalid) from None
+            raise Refusal(401, {"error": "invalid_token", "error_description": str(error)}, invalid) from error
+        self.directory.refresh()
         record, credentials = self.directory.partner(token.partner)
         live = any(c.generation == token.generation and c.client_id == token.client_id for c in credentials)
-        if not live or not usable(record):
+        if not live or record is None or not record.usable:
             raise Refusal(401, {"error": "invalid_token", "error_description": "credential no longer valid"}, invalid)
-        assert record is not None
-        current = frozenset(record.spec.get("scopes", []))
-        return Caller(token, token.partner, frozenset(token.scopes) & current)
+        return Caller(token, token.partner, frozenset(token.scopes) & frozenset(record.scopes))
 
     def _decide(self, method: str, path: str, authorization: str | None) -> tuple[Caller, Route]:
+        """Whether this request may pass (in a store thread): a catalog route, a valid token, the route's scope."""
+        self.directory.refresh()
         route = self.directory.routes.match(method, path)
         if route is None:
             raise Refusal(404, {"error": "not_found", "error_description": f"{method} {path} is not a platform route"})
@@ -234,71 +254,66 @@ class Gateway:
     async def _authz(self, scope: Scope, send: Send) -> None:
         method = (_header(scope, b"x-original-method") or "GET").upper()
         uri = _header(scope, b"x-original-uri") or "/"
-        caller, _ = self._decide(method, uri.split("?", 1)[0], _header(scope, b"authorization"))
+        authorization = _header(scope, b"authorization")
+        caller, _ = await self._off_loop(lambda: self._decide(method, uri.split("?", 1)[0], authorization))
         await self._note_sync(caller)
         await _respond(send, 200, {"allowed": True}, _identity(caller))
 
     async def _api(self, scope: Scope, receive: Receive, send: Send) -> None:
-        caller, _ = self._decide(scope["method"], scope["path"], _header(scope, b"authorization"))
-        if self._client is None or self.upstream is None:
+        method, path, authorization = scope["method"], scope["path"], _header(scope, b"authorization")
+        caller, _ = await self._off_loop(lambda: self._decide(method, path, authorization))
+        if self.upstream is None:
             raise Refusal(502, {"error": "no_upstream", "error_description": "the gateway has no --upstream"})
         headers = [(name, value) for name, value in scope["headers"]
                    if name.lower() not in _HOP_BY_HOP and name.lower() not in _IDENTITY_HEADERS]  # fmt: skip
         headers += [(name.encode(), value.encode()) for name, value in _identity(caller).items()]
         query = scope.get("query_string", b"").decode()
-        url = self.upstream + scope["path"] + (f"?{query}" if query else "")
         try:
-            response = await self._client.request(scope["method"], url, headers=headers, content=await _body(receive))
-        except httpx.HTTPError:
-            raise Refusal(502, {"error": "upstream_unavailable"}) from None
+            answer = await self.upstream.forward(method, path, query, headers, await _body(receive))
+        except UpstreamUnavailable as error:
+            raise Refusal(502, {"error": "upstream_unavailable"}) from error
         await self._note_sync(caller)
-        passed = [(k.encode(), v.encode()) for k, v in response.headers.items() if k.encode() not in _HOP_BY_HOP]
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": [*passed, (b"content-length", str(len(response.content)).encode())]})  # fmt: skip
-        await send({"type": "http.response.body", "body": response.content})
+        passed = [(k.encode(), v.encode()) for k, v in answer.headers if k.encode() not in _HOP_BY_HOP]
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": [*passed, (b"content-length", str(len(answer.body)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": answer.body})
 
     async def _publish(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Platform services hand events to the dispatcher (a platform-service token, not a partner's)."""
         authorization = _header(scope, b"authorization") or ""
         presented = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
-        if not platform_token_valid(self.directory.secrets, presented):
+        if not await self._off_loop(lambda: platform_token_valid(self.stores.secrets, presented)):
             raise Refusal(401, {"error": "invalid_token"}, {"www-authenticate": f'Bearer realm="{REALM}-platform"'})
         try:
             body = json.loads(await _body(receive))
             if not isinstance(body, dict) or not isinstance(body.get("type"), str):
                 raise ValueError('expected {"type": ..., "data": {...}}')
-            event, count = await asyncio.to_thread(publish, self.directory.state, body["type"], body.get("data"),
-                                                   now=clock.now())  # fmt: skip
+            event, count = await self._off_loop(lambda: publish(self.stores, body["type"], body.get("data"),
+                                                                now=clock.now()))  # fmt: skip
         except (ValueError, EventError) as error:
-            raise Refusal(400, {"error": "invalid_event", "error_description": str(error)}) from None
+            raise Refusal(400, {"error": "invalid_event", "error_description": str(error)}) from error
         await _respond(send, 202, {"event": event.id, "type": event.type, "deliveries": count})
 
-    # --- recording --------------------------------------------------------------------------------
+    # --- recording (in store threads) ---------------------------------------------------------------
 
     def _record_handshake(self, caller: Caller) -> None:
         now = clock.now()
-        with installation_lock(self.home):
-            state, secrets = self.directory.state, self.directory.secrets
-            record = state.partner(caller.partner)
+        with self.journal.exclusive():
+            record = self.stores.partners.partner(caller.partner)
             if record is None:
                 return
             events = []
             if record.handshake_at is None:
-                events.append(AuditEvent("handshake.verified", caller.partner,
-                                         {"clientId": caller.token.client_id, "generation": caller.token.generation},
-                                         "gateway"))  # fmt: skip
+                details = {"clientId": caller.token.client_id, "generation": caller.token.generation}
+                events.append(self.journal.event(Event.HANDSHAKE_VERIFIED, caller.partner, details))
             record.handshake_at = record.last_successful_sync = now.isoformat()
-            active = next((c for c in secrets.credentials(caller.partner) if c.state == "active"), None)
-            derive(record, active, webhooks_held=secrets.webhook_secret_names().get(caller.partner, set()), now=now)
-            Executor(state, secrets, self.audit, now=now, actor="gateway").commit([record], events)
+            self.journal.record([record], events, now=now)
 
     def _record_denial(self, caller: Caller, method: str, path: str, scope: str) -> None:
         details = {"code": "PRIV-01", "method": method, "path": path, "requiredScope": scope,
                    "clientId": caller.token.client_id}  # fmt: skip
-        with installation_lock(self.home):
-            executor = Executor(self.directory.state, self.directory.secrets, self.audit, now=clock.now(),
-                                actor="gateway")  # fmt: skip
-            executor.commit([], [AuditEvent("access.denied", caller.partner, details, "gateway")])
+        with self.journal.exclusive():
+            self.journal.record([], [self.journal.event(Event.ACCESS_DENIED, caller.partner, details)], now=clock.now())
 
     async def _note_sync(self, caller: Caller) -> None:
         """lastSuccessfulSync after an API call, written at most once a minute per partner."""
@@ -306,14 +321,17 @@ class Gateway:
         if now.timestamp() - self._last_sync.get(caller.partner, 0.0) < SYNC_WRITE_INTERVAL:
             return
         self._last_sync[caller.partner] = now.timestamp()
-        await asyncio.to_thread(self._write_sync, caller.partner, now.isoformat())
+        await self._off_loop(lambda: self._write_sync(caller.partner, now.isoformat()))
 
     def _write_sync(self, partner: str, moment: str) -> None:
-        with installation_lock(self.home):
-            record = self.directory.state.partner(partner)
+        with self.journal.exclusive():
+            record = self.stores.partners.partner(partner)
             if record is not None:
                 record.last_successful_sync = moment
-                self.directory.state.commit([record])
+                self.journal.record([record], [], now=clock.now())
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _identity(caller: Caller) -> dict[str, str]:
@@ -360,7 +378,3 @@ async def _respond(send: Send, status: int, body: dict[str, Any], headers: dict[
     raw += [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": data})
-
-
-def issuer_for(host: str, port: int) -> str:
-    return f"http://{host}:{port}"

@@ -57,6 +57,15 @@ class Checked:
         return self.manifest is not None and not self.violations
 
 
+@dataclass(frozen=True)
+class PolicyStatus:
+    """A tenant's policy when it can be used; else why not, and whether it exists but is invalid."""
+
+    policy: TenantPolicy | None
+    problem: str | None = None
+    invalid: bool = False  # the file is there but has violations (vs. no such tenant)
+
+
 @dataclass
 class Report:
     """The outcome of validating a set of files."""
@@ -188,7 +197,7 @@ class Validator:
         self._today = today
         self._allow_loopback = allow_loopback_webhooks
         self._checked: dict[str, Checked | None] = {}
-        self._policies: dict[str, tuple[TenantPolicy | None, str | None]] = {}
+        self._policies: dict[str, PolicyStatus] = {}
         self._partner_files: dict[str, str] = {}
 
     def validate(self, paths: Iterable[str], *, outside: Iterable[tuple[str, bytes]] = ()) -> Report:
@@ -228,22 +237,23 @@ class Validator:
             return checked.manifest
         return None
 
-    def tenant_policy(self, tenant: str) -> tuple[TenantPolicy | None, str | None]:
-        """The tenant's valid policy, or None and why it cannot be used."""
+    def tenant_policy(self, tenant: str) -> PolicyStatus:
+        """The tenant's valid policy, or why it cannot be used."""
         if tenant not in self._policies:
             self._policies[tenant] = self._usable_policy(tenant)
         return self._policies[tenant]
 
-    def _usable_policy(self, tenant: str) -> tuple[TenantPolicy | None, str | None]:
+    def _usable_policy(self, tenant: str) -> PolicyStatus:
         path = f"{POLICIES_DIR}/{tenant}.yaml"
         checked = self._policy_file(path)
         if checked is None:
-            return None, f"unknown tenant {tenant!r}: there is no tenant policy {path}"
+            return PolicyStatus(None, f"unknown tenant {tenant!r}: there is no tenant policy {path}")
         if checked.valid and isinstance(checked.manifest, TenantPolicy):
             extra = self._check_in_context(checked)
             if not extra:
-                return checked.manifest, None
-        return None, f"tenant policy {path} has violations; fix it first (partnerctl validate {path})"
+                return PolicyStatus(checked.manifest)
+        message = f"tenant policy {path} has violations; fix it first (partnerctl validate {path})"
+        return PolicyStatus(None, message, invalid=True)
 
     def _policy_file(self, path: str) -> Checked | None:
         if path not in self._checked:
@@ -279,10 +289,10 @@ class Validator:
                 ("spec", "scopes"),
                 f"the scope catalog {CATALOG_PATH} is missing or has violations; scopes cannot be checked",
             )
-        policy, why_not = self.tenant_policy(partner.metadata.tenant)
-        if why_not is not None:
-            findings.add(Code.REF, ("metadata", "tenant"), why_not)
+        status = self.tenant_policy(partner.metadata.tenant)
+        if status.problem is not None:
+            findings.add(Code.REF, ("metadata", "tenant"), status.problem)
         context = rules.PartnerContext(
-            catalog=catalog, policy=policy, today=self._today, allow_loopback_webhooks=self._allow_loopback
+            catalog=catalog, policy=status.policy, today=self._today, allow_loopback_webhooks=self._allow_loopback
         )
         rules.check_partner(findings, partner, context)

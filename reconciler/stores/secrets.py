@@ -1,46 +1,25 @@
-"""Secret material: keyed hashes of client secrets, sealed one-time pickups, webhook signing secrets.
+"""The secret store: keyed hashes of client secrets, sealed one-time pickups, webhook signing secrets.
 
-The interface is :class:`SecretStore`; backends live in ``reconciler/backends/``. The store hashes
-and seals itself, so its keys never leave it (as with Vault Transit). Every change of a credential
-also records an :class:`OutboxEvent` in the same transaction; the reconciler copies those into the
-audit log, so an event is never lost even if the process dies between the two stores.
+The store hashes and seals itself, so its keys never leave it (as with Vault Transit). Every change
+of a credential also records an :class:`~reconciler.stores.records.OutboxEvent` in the same
+transaction; the journal copies those into the audit log, so an event is never lost even if the
+process dies between the two stores.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from reconciler.credentials import Credential
+from reconciler.stores.records import OutboxEvent, Pickup
 
-
-@dataclass(frozen=True)
-class OutboxEvent:
-    id: int
-    partner: str
-    event: str
-    details: dict[str, Any]
-    time: str
-
-
-@dataclass(frozen=True)
-class Pickup:
-    """What a Tech Lead picks up once: the client secret and webhook signing secrets not yet delivered.
-
-    A Vault store hands out no plaintext: the secrets are response-wrapped, and ``wrap_token`` is the
-    single-use token that unwraps them (within ``wrap_ttl`` seconds).
-    """
-
-    partner: str
-    client_id: str
-    client_secret: str | None
-    webhook_secrets: dict[str, str] = field(default_factory=dict)
-    wrap_token: str | None = None
-    wrap_ttl: int | None = None
+__all__ = ["SecretStore"]
 
 
 class SecretStore(Protocol):
+    """Secret material of every partner and of the installation itself."""
+
     def live_credentials(self) -> dict[str, list[Credential]]:
         """Active and previous (in overlap) credentials, by partner."""
 

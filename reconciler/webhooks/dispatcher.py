@@ -14,31 +14,27 @@ are written back in one go under the installation lock, with the audit events th
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import httpx
-
 from reconciler import clock
-from reconciler.backends.sqlite.lock import installation_lock
-from reconciler.engine.audit import AuditEvent, AuditLog
-from reconciler.engine.executor import Executor
-from reconciler.engine.status import deactivate, derive, webhook_result
-from reconciler.manifests.urls import literal_address
-from reconciler.stores.outbox import CANCELLED, DELIVERED, FAILED, HELD, PENDING, DeliveryRow, StoredEvent
-from reconciler.stores.secrets import SecretStore
-from reconciler.stores.state import PartnerRecord, StateStore
-from reconciler.webhooks import sender as webhooks
+from reconciler.engine.journal import Journal
+from reconciler.engine.status import deactivate, webhook_result
+from reconciler.stores import Stores
+from reconciler.stores.records import DeliveryRow, PartnerRecord, StoredEvent
+from reconciler.vocabulary import DeliveryStatus, WebhookState
 from reconciler.webhooks.events import Shaper
+from reconciler.webhooks.messages import Delivery
+
+__all__ = ["DEFAULT_SCHEDULE", "Dispatcher", "Session", "Transport", "parse_schedule"]
 
 # Seconds before attempt 1, 2, …: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -46,21 +42,36 @@ MAX_RETRY_AFTER = 24 * 3600
 
 
 def parse_schedule(text: str) -> tuple[int, ...]:
-    """``0,5,300`` -> (0, 5, 300)."""
-    values = tuple(int(part) for part in text.split(",") if part.strip())
+    """``0,5,300`` -> (0, 5, 300); ValueError naming the expected form otherwise."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise ValueError("a schedule is comma-separated seconds, e.g. 0,5,300,1800") from error
     if not values or any(value < 0 for value in values):
         raise ValueError("a schedule is comma-separated seconds, e.g. 0,5,300,1800")
     return values
 
 
+class Session(Protocol):
+    async def deliver(
+        self, url: str, event_type: str, data: dict[str, Any], *, secret: str, message_id: str
+    ) -> Delivery:
+        """Check the destination (SSRF), sign and send one message; failures are outcomes, not exceptions."""
+
+
+class Transport(Protocol):
+    """How deliveries reach partners (:class:`reconciler.webhooks.sender.HttpTransport`)."""
+
+    def session(self, *, concurrency: int, timeout: float) -> AbstractAsyncContextManager[Session]:
+        """A pooled client for one pass."""
+
+
 class Dispatcher:
     def __init__(
         self,
+        stores: Stores,
+        transport: Transport,
         *,
-        state: StateStore,
-        secrets: SecretStore,
-        home: Path,
-        allow_loopback: bool = False,
         schedule: tuple[int, ...] = DEFAULT_SCHEDULE,
         concurrency: int = 64,
         per_endpoint: int = 8,
@@ -68,55 +79,46 @@ class Dispatcher:
         batch: int = 500,
         on_results: Callable[[Counter[str]], None] | None = None,
     ) -> None:
-        self.state, self.secrets, self.home = state, secrets, home
-        self.audit = AuditLog(home / "audit.jsonl")
-        self.allow_loopback = allow_loopback
+        self.stores, self.transport = stores, transport
+        self.outbox, self.secrets = stores.journal, stores.secrets
+        self.journal = Journal(stores, actor="dispatcher")
         self.schedule = schedule
         self.concurrency, self.per_endpoint, self.timeout, self.batch = concurrency, per_endpoint, timeout, batch
         self.on_results = on_results  # e.g. metrics: how many deliveries ended in each status
 
     async def run_once(self) -> int:
         """One pass over the deliveries due now; how many were attempted."""
-        due = self.state.due(clock.now().timestamp(), self.batch)
+        due = self.outbox.due(clock.now().timestamp(), self.batch)
         if not due:
             return 0
-        shaper = Shaper(self.state.setting("catalog") or {"spec": {"scopes": [], "events": []}})
+        shaper = Shaper(self.outbox.setting("catalog") or {"spec": {"scopes": [], "events": []}})
         records: dict[str, PartnerRecord | None] = {}
-        events: dict[str, StoredEvent] = self.state.events([row.event_id for row in due])
+        events: dict[str, StoredEvent] = self.outbox.events([row.event_id for row in due])
         secrets: dict[tuple[str, str], str | None] = {}
         overall = asyncio.Semaphore(self.concurrency)
         endpoints: dict[str, asyncio.Semaphore] = {}
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, limits=limits) as client:
+        async with self.transport.session(concurrency=self.concurrency, timeout=self.timeout) as session:
 
-            async def attempt(row: DeliveryRow) -> tuple[DeliveryRow, webhooks.Delivery | str]:
+            async def attempt(row: DeliveryRow) -> tuple[DeliveryRow, Delivery | DeliveryStatus]:
                 if row.partner not in records:
-                    records[row.partner] = self.state.partner(row.partner)
+                    records[row.partner] = self.stores.partners.partner(row.partner)
                 record = records[row.partner]
                 hook = record.webhooks.get(row.webhook) if record is not None else None
-                if record is None or hook is None or record.suspended or record.phase == "DECOMMISSIONED":
-                    return row, CANCELLED
-                if hook.state == "deactivated":
-                    return row, HELD
+                if record is None or hook is None or not record.usable:
+                    return row, DeliveryStatus.CANCELLED
+                if hook.state == WebhookState.DEACTIVATED:
+                    return row, DeliveryStatus.HELD
                 event = events.get(row.event_id)
                 if (row.partner, row.webhook) not in secrets:
                     secrets[row.partner, row.webhook] = self.secrets.webhook_secret(row.partner, row.webhook)
                 secret = secrets[row.partner, row.webhook]
                 if event is None or secret is None:
-                    return row, CANCELLED
+                    return row, DeliveryStatus.CANCELLED
                 data = shaper.shape(record, row.webhook, event)
                 endpoint = endpoints.setdefault(urlsplit(hook.url).netloc, asyncio.Semaphore(self.per_endpoint))
                 async with overall, endpoint:
-                    # Names are resolved (and checked) off the event loop; literal addresses need no lookup.
-                    prepare = functools.partial(
-                        webhooks.prepare, hook.url, event.type, data, secret=secret, message_id=row.message_id,
-                        allow_loopback=self.allow_loopback,
-                    )  # fmt: skip
-                    literal = literal_address(urlsplit(hook.url).hostname or "") is not None
-                    request = prepare() if literal else await asyncio.to_thread(prepare)
-                    if isinstance(request, webhooks.Delivery):
-                        return row, request
-                    return row, await webhooks.send_async(request, client)
+                    return row, await session.deliver(hook.url, event.type, data, secret=secret,
+                                                      message_id=row.message_id)  # fmt: skip
 
             outcomes = await asyncio.gather(*(attempt(row) for row in due))
         await asyncio.to_thread(self._record, outcomes)
@@ -139,19 +141,19 @@ class Dispatcher:
 
     # --- results ----------------------------------------------------------------------------------
 
-    def _record(self, outcomes: list[tuple[DeliveryRow, webhooks.Delivery | str]]) -> None:
+    def _record(self, outcomes: list[tuple[DeliveryRow, Delivery | DeliveryStatus]]) -> None:
         now = clock.now()
-        with installation_lock(self.home):
+        with self.journal.exclusive():
             records: dict[str, PartnerRecord] = {}
             dirty: set[str] = set()
             rows, audit, held = [], [], []
             for row, outcome in outcomes:
-                if isinstance(outcome, str):  # not attempted: held or cancelled
+                if isinstance(outcome, DeliveryStatus):  # not attempted: held or cancelled
                     rows.append(replace(row, status=outcome))
                     continue
-                record = records.get(row.partner) or self.state.partner(row.partner)
+                record = records.get(row.partner) or self.stores.partners.partner(row.partner)
                 if record is None or row.webhook not in record.webhooks:
-                    rows.append(replace(row, status=CANCELLED))
+                    rows.append(replace(row, status=DeliveryStatus.CANCELLED))
                     continue
                 records[row.partner] = record
                 hook = record.webhooks[row.webhook]
@@ -162,43 +164,36 @@ class Dispatcher:
                 else:
                     counts = outcome.status is None or outcome.status >= 500
                     changes = webhook_result(record, hook, ok=outcome.ok, counts=counts, error=outcome.error, now=now)
-                if hook.state == "deactivated":
+                if hook.state == WebhookState.DEACTIVATED:
                     held.append((row.partner, row.webhook))
                 if (hook.state, hook.consecutive_failures) != before[:2] or _sync_stale(before[2], now):
                     dirty.add(row.partner)
                 else:
                     record.last_successful_sync = before[2]  # recent enough: spare the write
-                audit += [AuditEvent(event, row.partner, details, "dispatcher") for event, details in changes]
-            self.state.record_attempts(rows)
+                audit += [self.journal.event(event, row.partner, details) for event, details in changes]
+            self.outbox.record_attempts(rows)
             if self.on_results is not None:
-                self.on_results(Counter(row.status for row in rows))
+                self.on_results(Counter(str(row.status) for row in rows))
             for partner, webhook in set(held):
-                self.state.hold(partner, webhook)
-            changed = [records[key] for key in sorted(dirty)]
-            held_secrets = self.secrets.webhook_secret_names() if changed else {}
-            # One query for many partners, one each for a few.
-            live = self.secrets.live_credentials() if len(changed) > 50 else {
-                record.key: self.secrets.credentials(record.key) for record in changed
-            }  # fmt: skip
-            for record in changed:  # health follows the webhooks (DEGRADED while one fails)
-                active = next((c for c in live.get(record.key, []) if c.state == "active"), None)
-                derive(record, active, webhooks_held=held_secrets.get(record.key, set()), now=now)
-            executor = Executor(self.state, self.secrets, self.audit, now=now, actor="dispatcher")
-            executor.commit(changed, audit)
+                self.outbox.hold(partner, webhook)
+            # Health follows the webhooks (DEGRADED while one fails): the journal derives it.
+            self.journal.record([records[key] for key in sorted(dirty)], audit, now=now)
 
-    def _next(self, row: DeliveryRow, outcome: webhooks.Delivery, now: datetime) -> DeliveryRow:
+    def _next(self, row: DeliveryRow, outcome: Delivery, now: datetime) -> DeliveryRow:
         attempts = row.attempts + 1
         if outcome.ok:
-            return replace(row, status=DELIVERED, attempts=attempts, last_status=outcome.status, last_error=None)
+            return replace(row, status=DeliveryStatus.DELIVERED, attempts=attempts, last_status=outcome.status,
+                           last_error=None)  # fmt: skip
         if outcome.status == 410:
-            return replace(row, status=HELD, attempts=attempts, last_status=410, last_error=outcome.error)
+            return replace(row, status=DeliveryStatus.HELD, attempts=attempts, last_status=410,
+                           last_error=outcome.error)  # fmt: skip
         wait = _retry_after(outcome.retry_after, now) if outcome.status in (429, 503) else None
         if wait is None:
             if attempts >= len(self.schedule):
-                return replace(row, status=FAILED, attempts=attempts, last_status=outcome.status,
+                return replace(row, status=DeliveryStatus.FAILED, attempts=attempts, last_status=outcome.status,
                                last_error=outcome.error)  # fmt: skip
             wait = self.schedule[attempts] * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not security
-        return replace(row, status=PENDING, attempts=attempts, next_attempt_at=now.timestamp() + wait,
+        return replace(row, status=DeliveryStatus.PENDING, attempts=attempts, next_attempt_at=now.timestamp() + wait,
                        last_status=outcome.status, last_error=outcome.error)  # fmt: skip
 
 

@@ -11,9 +11,12 @@ from typing import Any
 from reconciler.credentials import hashes_match, keyed_hash
 from reconciler.errors import ReconcilerError
 from reconciler.manifests.models import Classification
-from reconciler.stores.outbox import HELD, PENDING, DeliveryRow, StoredEvent
+from reconciler.stores import Stores
+from reconciler.stores.records import DeliveryRow, PartnerRecord, StoredEvent
 from reconciler.stores.secrets import SecretStore
-from reconciler.stores.state import PartnerRecord, StateStore
+from reconciler.vocabulary import DeliveryStatus, WebhookState
+
+__all__ = ["PLATFORM_TOKEN_HASH", "PLATFORM_TOKEN_KEY", "EventError", "Shaper", "platform_token_valid", "publish"]
 
 # Names in the secret store of the platform-service token's HMAC key and keyed hash.
 PLATFORM_TOKEN_KEY = "platform-events-token-key"  # noqa: S105 - a name, not a secret
@@ -28,7 +31,7 @@ def platform_token_valid(secrets: SecretStore, presented: str) -> bool:
     return hashes_match(expected.decode(), keyed_hash(key, presented))
 
 
-class EventError(ReconcilerError):
+class EventError(ReconcilerError):  # a usage problem of the publisher, exit 1
     """A published event that the catalog does not allow."""
 
 
@@ -58,24 +61,24 @@ def check_payload(definition: dict[str, Any], data: Any) -> None:
         )
 
 
-def publish(state: StateStore, event_type: str, data: Any, *, now: datetime) -> tuple[StoredEvent, int]:
+def publish(stores: Stores, event_type: str, data: Any, *, now: datetime) -> tuple[StoredEvent, int]:
     """Store the event and a delivery per subscribed webhook, atomically; then it is acknowledged."""
-    definition = catalog_event(state.setting("catalog"), event_type)
+    definition = catalog_event(stores.journal.setting("catalog"), event_type)
     check_payload(definition, data)
     event = StoredEvent(f"evt_{uuid.uuid4().hex}", event_type, data, now.isoformat())
     deliveries = []
-    for record in state.partners().values():
-        if record.suspended or record.phase in ("DECOMMISSIONED", "PENDING_APPROVAL"):
+    for record in stores.partners.partners().values():
+        if not record.usable:
             continue
         for hook in record.webhooks.values():
             if event_type in hook.events:
-                status = HELD if hook.state == "deactivated" else PENDING
+                status = DeliveryStatus.HELD if hook.state == WebhookState.DEACTIVATED else DeliveryStatus.PENDING
                 deliveries.append(
                     DeliveryRow(
                         0, event.id, record.key, hook.name, f"msg_{uuid.uuid4().hex}", status, 0, now.timestamp()
                     )
                 )
-    state.enqueue(event, deliveries)
+    stores.journal.enqueue(event, deliveries)
     return event, len(deliveries)
 
 
@@ -91,7 +94,7 @@ class Shaper:
         if event.type not in self._definitions:
             self._definitions[event.type] = catalog_event(self.catalog, event.type)
         fields = self._definitions[event.type]["fields"]
-        scopes = record.spec.get("scopes", [])
+        scopes = record.scopes
         clearance = max((self.levels[s] for s in scopes if s in self.levels), default=Classification.anonymous)
         hook = record.webhooks[webhook]
         mapping: dict[str, Any] = next((m for m in record.spec.get("mappings", []) if m["name"] == hook.mapping), {})

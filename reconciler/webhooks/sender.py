@@ -1,8 +1,6 @@
-"""Sending signed webhook requests safely: Standard Webhooks signatures and SSRF checks at send time.
+"""Sending signed webhook requests safely over HTTP (httpx), with SSRF checks at send time.
 
-Signatures follow the Standard Webhooks specification: ``webhook-id``, ``webhook-timestamp`` and
-``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` under the secret's bytes, so
-partners verify with any Standard Webhooks library. Before each request the host is resolved and
+Requests are signed as :mod:`reconciler.webhooks.messages` says. Before each request the host is resolved and
 every address checked (no private, loopback, link-local or metadata address unless the dev loopback
 flag allows loopback); the connection then goes to the checked address, with the original host
 for TLS and the Host header, so a DNS answer cannot change between check and use. Redirects are
@@ -11,37 +9,31 @@ never followed.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+import asyncio
+import functools
 import ipaddress
 import json
 import socket
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from reconciler.engine.executor import PingTarget
 from reconciler.manifests.urls import address_problem, literal_address, webhook_url_problems
+from reconciler.webhooks.messages import Delivery, sign
+
+__all__ = ["Delivery", "HttpPinger", "HttpTransport", "Request", "prepare", "resolve_checked", "send", "sign"]
 
 USER_AGENT = "partnerctl-webhooks/1"
-
-
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
-@dataclass(frozen=True)
-class Delivery:
-    ok: bool
-    status: int | None = None
-    error: str | None = None
-    retry_after: str | None = None
+PING_TIMEOUT = 5.0
+PING_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -125,16 +117,68 @@ def send(
     return outcome(response)
 
 
-async def send_async(request: Request, client: httpx.AsyncClient) -> Delivery:
-    """The asynchronous send of a prepared request (the dispatcher's fan-out)."""
-    try:
-        response = await client.post(request.url, content=request.body, headers=request.headers,
-                                     extensions={"sni_hostname": request.host})  # fmt: skip
-    except httpx.TimeoutException:
-        return Delivery(False, error="timed out")
-    except httpx.HTTPError as error:
-        return Delivery(False, error=f"{type(error).__name__}: connection failed")
-    return outcome(response)
+class HttpPinger:
+    """The connectivity checks' signed pings, sent in parallel (the engine's ``Pinger``)."""
+
+    def __init__(self, *, allow_loopback: bool = False, timeout: float = PING_TIMEOUT) -> None:
+        self.allow_loopback, self.timeout = allow_loopback, timeout
+
+    def ping(self, targets: Sequence[PingTarget]) -> list[Delivery]:
+        with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
+
+            def one(target: PingTarget) -> Delivery:
+                data = {"partner": target.partner, "webhook": target.webhook}
+                return send(target.url, "ping", data, secret=target.secret, allow_loopback=self.allow_loopback,
+                            client=client)  # fmt: skip
+
+            with ThreadPoolExecutor(max_workers=PING_CONCURRENCY) as pool:
+                return list(pool.map(one, targets))
+
+
+class HttpTransport:
+    """The dispatcher's transport: a pooled asynchronous client per pass (``async with transport.session()``)."""
+
+    def __init__(self, *, allow_loopback: bool = False) -> None:
+        self.allow_loopback = allow_loopback
+
+    def session(self, *, concurrency: int, timeout: float) -> AsyncSession:
+        return AsyncSession(concurrency=concurrency, timeout=timeout, allow_loopback=self.allow_loopback)
+
+
+class AsyncSession:
+    def __init__(self, *, concurrency: int, timeout: float, allow_loopback: bool) -> None:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, limits=limits)
+        self._allow_loopback = allow_loopback
+
+    async def __aenter__(self) -> AsyncSession:
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self._client.__aexit__(kind, value, traceback)
+
+    async def deliver(
+        self, url: str, event_type: str, data: dict[str, Any], *, secret: str, message_id: str
+    ) -> Delivery:
+        """Check the destination, sign and send; never raises for the endpoint's failures."""
+        prepared = functools.partial(prepare, url, event_type, data, secret=secret, message_id=message_id,
+                                     allow_loopback=self._allow_loopback)  # fmt: skip
+        # Names are resolved (and checked) off the event loop; literal addresses need no lookup.
+        literal = literal_address(urlsplit(url).hostname or "") is not None
+        request = prepared() if literal else await asyncio.to_thread(prepared)
+        if isinstance(request, Delivery):
+            return request
+        try:
+            response = await self._client.post(request.url, content=request.body, headers=request.headers,
+                                               extensions={"sni_hostname": request.host})  # fmt: skip
+        except httpx.TimeoutException:
+            return Delivery(False, error="timed out")
+        except httpx.HTTPError as error:
+            return Delivery(False, error=f"{type(error).__name__}: connection failed")
+        return outcome(response)
 
 
 def resolve_checked(host: str, port: int, *, allow_loopback: bool) -> str:

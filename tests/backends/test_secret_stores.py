@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from reconciler.backends.sqlite.secrets import LocalSecretStore
-from reconciler.backends.vault.store import VaultSecretStore, parse_url, unwrap_delivery
+from reconciler.backends.vault import VaultSecretStore, parse_url, unwrap_delivery
 from reconciler.credentials import new_client_secret, new_webhook_secret
 from reconciler.errors import WriteConflict
 from reconciler.stores.secrets import SecretStore

@@ -1,35 +1,41 @@
-"""The state store's behaviour, the same for SQLite and for PartnerIntegration objects in Kubernetes."""
+"""The stores' behaviour: partner records the same in SQLite and as PartnerIntegration objects in Kubernetes,
+and the installation journal's audit head committed with the records it explains."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from reconciler.backends.kubernetes.state import KubernetesStateStore
-from reconciler.backends.sqlite.state import SqliteStateStore
-from reconciler.stores.state import AuditHead, PartnerRecord, StateStore, WebhookRecord
+from reconciler.backends.kubernetes.state import KubernetesPartners
+from reconciler.backends.sqlite.database import Database
+from reconciler.backends.sqlite.state import SCHEMA, SqliteJournal, SqlitePartners
+from reconciler.stores.partners import PartnerStore
+from reconciler.stores.records import AuditEvent, AuditHead, PartnerRecord, WebhookRecord
+from reconciler.vocabulary import Event, Health, Phase
 from tests.support.kube import FakeKubernetes
 
 ACME, BETA = "ministry-social-affairs/acme-bank", "ministry-social-affairs/beta-ngo"
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "kubernetes"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PartnerStore]:
     if request.param == "sqlite":
-        opened: StateStore = SqliteStateStore(tmp_path / "state.db")
+        opened: PartnerStore = SqlitePartners(Database(tmp_path / "state.db", SCHEMA))
     else:
         request.getfixturevalue("kube_api")
-        opened = KubernetesStateStore("scp", tmp_path)
+        opened = KubernetesPartners("scp")
     yield opened
     opened.close()
 
 
-def edit_by_hand(store: StateStore, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def edit_by_hand(store: PartnerStore, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Change ACME's record behind the store's back, as an operator with access to the backend would."""
-    if isinstance(store, SqliteStateStore):
+    if isinstance(store, SqlitePartners):
         with sqlite3.connect(tmp_path / "state.db") as db:
             db.execute("""UPDATE partners SET data = replace(data, '"ACTIVE"', '"SUSPENDED"')""")
     else:
@@ -42,43 +48,84 @@ def edit_by_hand(store: StateStore, request: pytest.FixtureRequest, tmp_path: Pa
 
 def record(key: str, phase: str = "ACTIVE") -> PartnerRecord:
     hook = WebhookRecord("payment-events", "https://hooks.example/scp", ["payment.status.changed"], "payment-v1")
-    return PartnerRecord(key=key, phase=phase, health="HEALTHY", spec={"scopes": ["payment:status:read"]},
+    return PartnerRecord(key=key, phase=Phase(phase), health=Health.HEALTHY, spec={"scopes": ["payment:status:read"]},
                          revision="ab" * 20, webhooks={hook.name: hook},
                          approval={"commit": "cd" * 20, "approver": "alice@msa.example", "policyDocument": "DSA-1",
                                    "approvedAt": "2026-11-28T12:00:00+00:00"})  # fmt: skip
 
 
-def test_committed_records_read_back_whole(store: StateStore) -> None:
-    store.commit([record(ACME), record(BETA, "AWAITING_HANDSHAKE")], AuditHead(seq=3, hash="f" * 64, offset=99))
+def test_saved_records_read_back_whole(store: PartnerStore) -> None:
+    store.save([record(ACME), record(BETA, "AWAITING_HANDSHAKE")])
     assert store.partners() == {ACME: record(ACME), BETA: record(BETA, "AWAITING_HANDSHAKE")}
     assert store.partner(ACME) == record(ACME)
     assert store.partner("ministry-social-affairs/nobody") is None
-    assert store.audit_head() == AuditHead(seq=3, hash="f" * 64, offset=99)
 
 
-def test_a_record_is_replaced_by_its_next_commit(store: StateStore) -> None:
-    store.commit([record(ACME)])
-    store.commit([record(ACME, "SUSPENDED")])
+def test_a_record_is_replaced_by_its_next_save(store: PartnerStore) -> None:
+    store.save([record(ACME)])
+    store.save([record(ACME, "SUSPENDED")])
     assert store.partner(ACME) == record(ACME, "SUSPENDED")
     assert list(store.partners()) == [ACME]
 
 
 def test_the_version_moves_with_every_change_hand_edits_included(
-    store: StateStore, request: pytest.FixtureRequest, tmp_path: Path
+    store: PartnerStore, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    store.commit([record(ACME)])
+    store.save([record(ACME)])
     before = store.version()
     assert before is not None and store.version() == before, "reading changes nothing"
-    store.commit([record(ACME, "SUSPENDED")])
-    after_commit = store.version()
-    assert after_commit != before
-    store.commit([record(ACME)])
+    store.save([record(ACME, "SUSPENDED")])
+    after_save = store.version()
+    assert after_save != before
+    store.save([record(ACME)])
     edit_by_hand(store, request, tmp_path)
-    assert store.version() not in (before, after_commit, None)
+    assert store.version() not in (before, after_save, None)
     assert store.partner(ACME) is not None and store.partner(ACME).phase == "SUSPENDED"  # type: ignore[union-attr]
 
 
-def test_settings_and_the_memo_round_trip(store: StateStore) -> None:
+@pytest.fixture(params=["same database", "kubernetes records"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[SqliteJournal, PartnerStore]]:
+    database = Database(tmp_path / "state.db", SCHEMA)
+    if request.param == "same database":
+        partners: PartnerStore = SqlitePartners(database)
+    else:
+        request.getfixturevalue("kube_api")
+        partners = KubernetesPartners("scp")
+    yield SqliteJournal(database, home=tmp_path, partners=partners), partners
+    partners.close()
+    database.close()
+
+
+def test_recorded_events_chain_and_their_records_land(journal: tuple[SqliteJournal, PartnerStore]) -> None:
+    store, partners = journal
+    event = AuditEvent(Event.PARTNER_REGISTERED, ACME, {"reason": "new-partner"})
+    head = store.record([event, event], [record(ACME)], now=NOW, outbox_cursor=7)
+    assert head.seq == 2 and head.outbox_cursor == 7 and store.audit_head() == head
+    assert partners.partner(ACME) == record(ACME)
+    entries = list(store.audit_entries())
+    assert [entry["seq"] for entry in entries] == [1, 2] and entries[1]["prev_hash"] == entries[0]["hash"]
+    assert entries[-1]["hash"] == head.hash
+
+
+def test_a_record_without_events_leaves_the_head_alone(journal: tuple[SqliteJournal, PartnerStore]) -> None:
+    store, partners = journal
+    store.record([], [record(ACME, "SUSPENDED")], now=NOW, outbox_cursor=None)
+    assert store.audit_head() == AuditHead()
+    assert partners.partner(ACME) == record(ACME, "SUSPENDED")
+
+
+def test_entries_past_the_committed_head_are_cut_on_recovery(journal: tuple[SqliteJournal, PartnerStore]) -> None:
+    store, _ = journal
+    store.record([AuditEvent(Event.PARTNER_UPDATED, ACME, {})], [], now=NOW, outbox_cursor=None)
+    committed = store.log.path.read_bytes()
+    with store.log.path.open("ab") as log:  # what a writer killed between the two phases leaves behind
+        log.write(b'{"seq": 2, "event": "partner.updated"}\n')
+    store.recover()
+    assert store.log.path.read_bytes() == committed
+
+
+def test_settings_and_the_memo_round_trip(journal: tuple[SqliteJournal, PartnerStore]) -> None:
+    store, _ = journal
     store.put_setting("catalog", {"spec": {"scopes": []}})
     store.cache({"plan|x": {"until": "2027-01-01"}})
     assert store.setting("catalog") == {"spec": {"scopes": []}}

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from reconciler.backends.vault.store import VaultSecretStore, parse_url
+from reconciler.backends.vault import VaultSecretStore, parse_url
 from reconciler.credentials import new_client_secret
 from tests.support.engine import Installation
 from tests.support.servers import HttpRecorder

@@ -6,8 +6,7 @@ import json
 
 import httpx
 
-from reconciler.backends import open_secrets, open_state
-from reconciler.gateway.app import Gateway
+from tests.support import apps
 from tests.support.engine import Installation
 from tests.support.kube import FakeKubernetes
 from tests.support.leaks import assert_nowhere
@@ -104,9 +103,7 @@ def test_the_gateway_asks_the_api_server_at_most_once_per_window(
 ) -> None:
     onboard(cluster_installation, receiver)
     delivered = cluster_installation.deliver(ACME)
-    home = cluster_installation.home
-    state = open_state("kubernetes://scp", home=home, cache_seconds=60)
-    app = Gateway(state=state, secrets=open_secrets(None, home=home), home=home, issuer="https://gateway.scp.example")
+    app = apps.gateway(cluster_installation.home, state="kubernetes://scp", cache_seconds=60)
     server = UvicornThread(app)
     try:
         lists_before = kube_api.requests["LIST partnerintegrations"]
@@ -117,3 +114,4 @@ def test_the_gateway_asks_the_api_server_at_most_once_per_window(
         assert kube_api.requests["LIST partnerintegrations"] - lists_before <= 1, "20 requests, one change check"
     finally:
         server.stop()
+        app.stores.close()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from reconciler.engine.audit import entry_hash
+from reconciler.stores.audit import entry_hash
 from tests.support.engine import Installation
 from tests.support.repo import PARTNER
 

@@ -7,11 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.backends import open_secrets, open_state
 from reconciler.backends.sqlite.secrets import LocalSecretStore
-from reconciler.backends.vault.store import VaultSecretStore, parse_url
-from reconciler.gateway.app import Gateway
+from reconciler.backends.vault import VaultSecretStore, parse_url
 from reconciler.gateway.tokens import TokenAuthority
+from tests.support import apps
 from tests.support.engine import Installation
 from tests.support.gitrepo import GitPartnerRepo
 from tests.support.leaks import assert_nowhere
@@ -61,9 +60,7 @@ def test_credentials_issued_into_vault_are_delivered_wrapped_and_work_at_the_gat
     assert delivered["client_secret"].startswith("scp_cs_")
     assert set(delivered["webhook_secrets"]) == {"payment-events"}
 
-    home = vault_installation.home
-    app = Gateway(state=open_state(None, home=home), secrets=open_secrets(vault.url, home=home, cache_seconds=5),
-                  home=home, issuer="https://gateway.scp.example")  # fmt: skip
+    app = apps.gateway(vault_installation.home, secrets=vault.url, cache_seconds=5)
     server = UvicornThread(app)
     try:
         answer = token_for(server.url, delivered)
@@ -72,6 +69,7 @@ def test_credentials_issued_into_vault_are_delivered_wrapped_and_work_at_the_gat
         assert wrong.status_code == 401
     finally:
         server.stop()
+        app.stores.close()
 
 
 def test_a_wrap_token_unwraps_once_and_a_second_unwrap_is_audited(vault_installation: Installation, hooks: str) -> None:

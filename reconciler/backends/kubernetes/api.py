@@ -1,7 +1,9 @@
-"""Reaching the Kubernetes API: the pod's service account inside a cluster, KUBECONFIG outside one."""
+"""Reaching the Kubernetes API: the pod's service account inside a cluster, KUBECONFIG outside one;
+the API's failures as partnerctl's error kinds."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +13,7 @@ import urllib3.exceptions
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.errors import StoreUnavailable, UsageError, WriteConflict
+from reconciler.errors import Stalled, StoreUnavailable, UsageError, WriteConflict
 
 NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -31,7 +33,7 @@ def api_client() -> client.ApiClient:
     except (config.ConfigException, OSError) as error:
         raise UsageError(
             f"no access to a Kubernetes API ({error}): run inside a pod with a service account, or set KUBECONFIG"
-        ) from None
+        ) from error
     configuration.retries = 2
     return client.ApiClient(configuration)
 
@@ -54,25 +56,25 @@ def call(what: str, request: Callable[[], Any], *, missing: Callable[[], Any] | 
         if error.status == 404 and missing is not None:
             return missing()
         if error.status == 409:
-            raise WriteConflict(f"Kubernetes API: conflict while trying to {what}: {_reason(error)}") from None
+            raise WriteConflict(f"Kubernetes API: conflict while trying to {what}: {_reason(error)}") from error
         if error.status in (401, 403):
-            raise StoreUnavailable(
+            raise Stalled(
                 f"the Kubernetes API refused to {what} ({error.status} {_reason(error)}): check the service "
                 "account's Role (deploy/rbac.yaml) and that the PartnerIntegration CRD is installed"
-            ) from None
+            ) from error
         if error.status == 404:
-            raise StoreUnavailable(
+            raise Stalled(
                 f"the Kubernetes API has nothing at the path used to {what}: is the PartnerIntegration CRD "
                 "installed? kubectl apply -f deploy/crd.yaml"
-            ) from None
-        raise StoreUnavailable(f"the Kubernetes API failed to {what}: {error.status} {_reason(error)}") from None
+            ) from error
+        if error.status in (400, 422):
+            raise Stalled(f"the Kubernetes API rejected a request to {what}: {_reason(error)}") from error
+        raise StoreUnavailable(f"the Kubernetes API failed to {what}: {error.status} {_reason(error)}") from error
     except (urllib3.exceptions.HTTPError, OSError) as error:
-        raise StoreUnavailable(f"cannot reach the Kubernetes API (while trying to {what}): {error}") from None
+        raise StoreUnavailable(f"cannot reach the Kubernetes API (while trying to {what}): {error}") from error
 
 
 def _reason(error: ApiException) -> str:
-    import json
-
     try:
         body: Any = json.loads(error.body or "{}")
         return str(body.get("message") or error.reason)

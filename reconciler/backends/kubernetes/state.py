@@ -6,12 +6,8 @@ under ``status.record`` the whole record the reconciler works from. Writes carry
 ``resourceVersion``; a 409 Conflict (someone wrote in between) is retried on a fresh read.
 Applied actions and LOG-01 become Kubernetes Events on the object.
 
-The rest of an installation's state is not per partner and changes too often for API objects: the
-audit chain's head, published settings, the plan memo and the webhook delivery outbox stay in the
-SQLite database under ``--home``, next to ``audit.jsonl`` (in a cluster: a volume the replicas
-share; only the elected leader writes). The head is committed before the objects, so a crash in
-between can repeat a ``partner.*`` audit event but never lose one; credential events are exactly
-once either way (they come from the secret store's outbox).
+This store keeps partner records only (a :class:`~reconciler.stores.partners.PartnerStore`); the
+installation journal (audit chain, settings, memo, webhook outbox) is another backend's job.
 """
 
 from __future__ import annotations
@@ -20,23 +16,20 @@ import contextlib
 import secrets
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
 
 from reconciler.backends.kubernetes import api as kube
-from reconciler.backends.sqlite.state import SqliteStateStore
-from reconciler.engine.audit import AuditEvent
 from reconciler.errors import StoreUnavailable, WriteConflict
-from reconciler.stores.outbox import DeliveryRow, StoredEvent
-from reconciler.stores.state import AuditHead, PartnerRecord
+from reconciler.stores.records import AuditEvent, PartnerRecord
+from reconciler.vocabulary import Event
 
 GROUP, VERSION, PLURAL, KIND = "partners.scp.dev", "v1", "partnerintegrations", "PartnerIntegration"
 PAGE = 500
 RETRIES = 5
-WARNING_EVENTS = {"webhook.failing", "webhook.flagged", "webhook.deactivated", "access.denied",
-                  "credential.delivery_refused", "credential.revoked"}  # fmt: skip
+WARNING_EVENTS = {Event.WEBHOOK_FAILING, Event.WEBHOOK_FLAGGED, Event.WEBHOOK_DEACTIVATED, Event.ACCESS_DENIED,
+                  Event.CREDENTIAL_DELIVERY_REFUSED, Event.CREDENTIAL_REVOKED}  # fmt: skip
 
 
 def object_name(key: str) -> str:
@@ -44,17 +37,16 @@ def object_name(key: str) -> str:
     return key.replace("/", ".", 1)
 
 
-class KubernetesStateStore:
-    def __init__(
-        self, namespace: str, home: Path, *, api: client.ApiClient | None = None, cache_seconds: float = 0.0
-    ) -> None:
+class KubernetesPartners:
+    """PartnerIntegration objects in one namespace."""
+
+    def __init__(self, namespace: str, *, api: client.ApiClient | None = None, cache_seconds: float = 0.0) -> None:
         self.namespace = namespace
         self._cache_seconds = cache_seconds  # the gateway's: at most one LIST per this many seconds
         self._version: tuple[float, str | None] | None = None
         self._api = api or kube.api_client()
         self._objects = client.CustomObjectsApi(self._api)
         self._core = client.CoreV1Api(self._api)
-        self._local = SqliteStateStore(home / "state.db")  # head, settings, memo and the webhook outbox
         self._known: dict[str, tuple[str, str | None]] = {}  # key -> (resourceVersion, uid)
 
     # --- partner records --------------------------------------------------------------------------
@@ -72,7 +64,7 @@ class KubernetesStateStore:
         return self._remember(found) if found else None
 
     def version(self) -> str | None:
-        """The SQLite part's counter and the collection's resourceVersion (any write moves it, hand edits too).
+        """The collection's resourceVersion (any write moves it, hand edits too).
 
         A one-item LIST: cheap, but in a busy cluster the collection's version follows the whole
         cluster's, so the plan memo hits less often there than on one machine. With ``cache_seconds``
@@ -83,15 +75,12 @@ class KubernetesStateStore:
             "list PartnerIntegrations",
             lambda: self._objects.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, limit=1),
         )
-        local = self._local.version()
-        version = None if local is None else f"{local}|{page.get('metadata', {}).get('resourceVersion')}"
+        version = str(page.get("metadata", {}).get("resourceVersion"))
         if self._cache_seconds > 0:
             self._version = (time.monotonic() + self._cache_seconds, version)
         return version
 
-    def commit(self, records: list[PartnerRecord], head: AuditHead | None = None) -> None:
-        if head is not None:
-            self._local.commit([], head)  # first: a crash after it repeats an audit event, never loses one
+    def save(self, records: list[PartnerRecord]) -> None:
         for record in records:
             self._write(record)
         self._version = None
@@ -191,46 +180,7 @@ class KubernetesStateStore:
                 kube.call("record an Event", lambda event=event: self._core.create_namespaced_event(  # type: ignore[misc]
                     self.namespace, event))  # fmt: skip
 
-    # --- the rest lives in SQLite under --home ----------------------------------------------------
-
-    def audit_head(self) -> AuditHead:
-        return self._local.audit_head()
-
-    def setting(self, name: str) -> Any:
-        return self._local.setting(name)
-
-    def put_setting(self, name: str, value: Any) -> None:
-        self._local.put_setting(name, value)
-
-    def cached(self, keys: list[str]) -> dict[str, Any]:
-        return self._local.cached(keys)
-
-    def cache(self, entries: dict[str, Any]) -> None:
-        self._local.cache(entries)
-
-    def enqueue(self, event: StoredEvent, deliveries: list[DeliveryRow]) -> None:
-        self._local.enqueue(event, deliveries)
-
-    def due(self, now: float, limit: int) -> list[DeliveryRow]:
-        return self._local.due(now, limit)
-
-    def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
-        return self._local.events(event_ids)
-
-    def deliveries(self, event_id: str | None = None) -> list[DeliveryRow]:
-        return self._local.deliveries(event_id)
-
-    def record_attempts(self, rows: list[DeliveryRow]) -> None:
-        self._local.record_attempts(rows)
-
-    def hold(self, partner: str, webhook: str) -> None:
-        self._local.hold(partner, webhook)
-
-    def release_held(self, partner: str, webhook: str, *, now: float) -> int:
-        return self._local.release_held(partner, webhook, now=now)
-
     def close(self) -> None:
-        self._local.close()
         self._api.close()  # type: ignore[no-untyped-call]
 
 

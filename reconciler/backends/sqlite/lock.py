@@ -1,5 +1,4 @@
-"""One writer at a time per installation: apply, delivery, rotation, the gateway's and the dispatcher's
-records all take the lock file ``<home>/lock`` (an advisory flock) around their writes."""
+"""One writer at a time per embedded installation: an advisory ``flock`` on ``<home>/lock``."""
 
 from __future__ import annotations
 
@@ -10,13 +9,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from reconciler.errors import UsageError
+from reconciler.errors import Busy, Stalled
+
+__all__ = ["installation_lock"]
 
 
 @contextmanager
 def installation_lock(home: Path, *, timeout: float | None = None) -> Iterator[None]:
     """Hold ``home``'s writer lock; wait at most ``timeout`` seconds (None: as long as it takes)."""
-    descriptor = os.open(home / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        descriptor = os.open(home / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        raise Stalled(f"cannot open the lock file in {home}: {error.strerror}") from error
     try:
         if timeout is None:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
@@ -26,9 +30,9 @@ def installation_lock(home: Path, *, timeout: float | None = None) -> Iterator[N
                 try:
                     fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
-                except BlockingIOError:
+                except BlockingIOError as error:
                     if time.monotonic() > deadline:
-                        raise UsageError(f"another partnerctl is applying in {home}; try again") from None
+                        raise Busy(f"another partnerctl is writing in {home}; try again when it is done") from error
                     time.sleep(0.1)
         yield
     finally:

@@ -16,14 +16,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from reconciler.backends.sqlite.database import Transaction, change_counter, connect, read_counter
+from reconciler.backends.sqlite.database import Database, change_counter, prepare_folder, read_counter
 from reconciler.credentials import Credential, client_id_for, hashes_match, keyed_hash
-from reconciler.errors import ReconcilerError
-from reconciler.stores.secrets import OutboxEvent, Pickup
+from reconciler.errors import IntegrityError, InvalidState, Stalled
+from reconciler.stores.records import OutboxEvent, Pickup
+from reconciler.vocabulary import CredentialState, Event
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS credentials (
@@ -47,11 +49,11 @@ _COLUMNS = "credential_id, partner, client_id, generation, issued_at, state, rev
 
 class LocalSecretStore:
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prepare_folder(folder)
         master = _master_key(folder / "secrets.key")
         self._hmac_key = _derive(master, b"partnerctl client-secret hmac")
         self._aead = AESGCM(_derive(master, b"partnerctl sealing"))
-        self._db = connect(folder / "secrets.db", _SCHEMA + change_counter(("credentials", "webhook_secrets")))
+        self._db = Database(folder / "secrets.db", _SCHEMA + change_counter(("credentials", "webhook_secrets")))
         self._folder = folder
 
     def version(self) -> str | None:
@@ -77,24 +79,24 @@ class LocalSecretStore:
         return [_credential(row) for row in rows]
 
     def issue_credential(self, partner: str, client_id: str, secret: str, *, now: datetime, reason: str) -> Credential:
-        with Transaction(self._db):
+        with self._db.transaction():
             if self._db.execute(
                 "SELECT 1 FROM credentials WHERE partner = ? AND state = 'active'", (partner,)
             ).fetchone():
-                raise ReconcilerError(f"{partner} already has an active credential; rotate it instead")
+                raise InvalidState(f"{partner} already has an active credential; rotate it instead")
             credential = self._insert(partner, client_id, secret, now)
             self._add_to_pickup(partner, client_id, now, client_secret=secret)
-            self._event(partner, "credential.issued", {**_public(credential), "reason": reason}, now)
+            self._event(partner, Event.CREDENTIAL_ISSUED, {**_public(credential), "reason": reason}, now)
         return credential
 
     def rotate_credential(self, partner: str, secret: str, *, now: datetime, overlap_until: datetime) -> Credential:
-        with Transaction(self._db):
+        with self._db.transaction():
             current = self._db.execute(
                 f"SELECT {_COLUMNS} FROM credentials WHERE partner = ? AND state = 'active'",
                 (partner,),
             ).fetchone()
             if current is None:
-                raise ReconcilerError(f"{partner} has no active credential to rotate")
+                raise InvalidState(f"{partner} has no active credential to rotate")
             old = _credential(current)
             # An older credential still in its overlap ends now: at most two are ever live.
             for (previous_id,) in self._db.execute(
@@ -109,14 +111,14 @@ class LocalSecretStore:
             self._add_to_pickup(partner, old.client_id, now, client_secret=secret)
             self._event(
                 partner,
-                "credential.rotated",
+                Event.CREDENTIAL_ROTATED,
                 {**_public(credential), "previous": old.credential_id, "previousValidUntil": overlap_until.isoformat()},
                 now,
             )
         return credential
 
     def revoke_credential(self, credential_id: str, *, now: datetime, reason: str) -> None:
-        with Transaction(self._db):
+        with self._db.transaction():
             row = self._db.execute(
                 "SELECT partner, state FROM credentials WHERE credential_id = ?", (credential_id,)
             ).fetchone()
@@ -139,7 +141,7 @@ class LocalSecretStore:
     # --- webhook secrets --------------------------------------------------------------------------
 
     def put_webhook_secret(self, partner: str, webhook: str, secret: str, *, now: datetime) -> None:
-        with Transaction(self._db):
+        with self._db.transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO webhook_secrets (partner, name, sealed) VALUES (?, ?, ?)",
                 (partner, webhook, self._seal(secret.encode(), f"webhook:{partner}:{webhook}")),
@@ -159,7 +161,7 @@ class LocalSecretStore:
         return found
 
     def remove_webhook_secret(self, partner: str, webhook: str) -> None:
-        with Transaction(self._db):
+        with self._db.transaction():
             self._db.execute("DELETE FROM webhook_secrets WHERE partner = ? AND name = ?", (partner, webhook))
 
     # --- the installation's own secrets -------------------------------------------------------------
@@ -169,7 +171,7 @@ class LocalSecretStore:
         return self._unseal(row[0], f"value:{name}") if row else None
 
     def put_sealed(self, name: str, value: bytes) -> None:
-        with Transaction(self._db):
+        with self._db.transaction():
             # INSERT OR IGNORE: when two processes create the value at once, the first one wins.
             self._db.execute(
                 "INSERT OR IGNORE INTO sealed_values (name, sealed) VALUES (?, ?)",
@@ -177,7 +179,7 @@ class LocalSecretStore:
             )
 
     def replace_sealed(self, name: str, value: bytes) -> None:
-        with Transaction(self._db):
+        with self._db.transaction():
             self._db.execute(
                 "INSERT OR REPLACE INTO sealed_values (name, sealed) VALUES (?, ?)",
                 (name, self._seal(value, f"value:{name}")),
@@ -189,13 +191,13 @@ class LocalSecretStore:
         return {row[0] for row in self._db.execute("SELECT partner FROM pickups WHERE sealed IS NOT NULL")}
 
     def take_pickup(self, partner: str, *, now: datetime, token_endpoint: str = "") -> Pickup | None:
-        with Transaction(self._db):
+        with self._db.transaction():
             row = self._db.execute(
                 "SELECT sealed FROM pickups WHERE partner = ? AND sealed IS NOT NULL", (partner,)
             ).fetchone()
             if row is None:
                 self._event(
-                    partner, "credential.delivery_refused", {"reason": "nothing to pick up", "code": "SEC-01"}, now
+                    partner, Event.CREDENTIAL_DELIVERY_REFUSED, {"reason": "nothing to pick up", "code": "SEC-01"}, now
                 )
                 return None
             payload = json.loads(self._unseal(row[0], f"pickup:{partner}"))
@@ -204,7 +206,7 @@ class LocalSecretStore:
             )
             self._event(
                 partner,
-                "credential.delivered",
+                Event.CREDENTIAL_DELIVERED,
                 {"clientId": payload["client_id"], "webhooks": sorted(payload["webhook_secrets"])},
                 now,
             )
@@ -265,7 +267,7 @@ class LocalSecretStore:
             client_id=client_id,
             generation=generation,
             issued_at=now,
-            state="active",
+            state=CredentialState.ACTIVE,
         )
         self._db.execute(
             "INSERT INTO credentials (credential_id, partner, client_id, generation, hash, issued_at, state) "
@@ -286,7 +288,7 @@ class LocalSecretStore:
         )
         if was_active:  # a revoked secret must not be handed out later
             self._drop_client_secret_from_pickup(partner)
-        self._event(partner, "credential.revoked", {"credentialId": credential_id, "reason": reason}, now)
+        self._event(partner, Event.CREDENTIAL_REVOKED, {"credentialId": credential_id, "reason": reason}, now)
 
     def _add_to_pickup(
         self,
@@ -322,10 +324,10 @@ class LocalSecretStore:
         ).fetchone()
         return json.loads(self._unseal(row[0], f"pickup:{partner}")) if row else None
 
-    def _event(self, partner: str, event: str, details: dict[str, Any], now: datetime) -> None:
+    def _event(self, partner: str, event: Event, details: dict[str, Any], now: datetime) -> None:
         self._db.execute(
             "INSERT INTO outbox (partner, event, details, time) VALUES (?, ?, ?, ?)",
-            (partner, event, json.dumps(details, sort_keys=True), now.isoformat()),
+            (partner, str(event), json.dumps(details, sort_keys=True), now.isoformat()),
         )
 
     def _seal(self, plaintext: bytes, purpose: str) -> bytes:
@@ -333,7 +335,13 @@ class LocalSecretStore:
         return nonce + self._aead.encrypt(nonce, plaintext, purpose.encode())
 
     def _unseal(self, sealed: bytes, purpose: str) -> bytes:
-        return self._aead.decrypt(sealed[:12], sealed[12:], purpose.encode())
+        try:
+            return self._aead.decrypt(sealed[:12], sealed[12:], purpose.encode())
+        except InvalidTag as error:
+            raise IntegrityError(
+                f"a sealed value in the local secret store ({purpose.split(':', 1)[0]}) does not open: it was altered "
+                "or moved outside partnerctl; rotate the credentials it belongs to"
+            ) from error
 
 
 @dataclass(frozen=True)
@@ -348,10 +356,15 @@ class ExportedPartner:
 def _master_key(path: Path) -> bytes:
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_bytes()
+    except OSError as error:
+        if not isinstance(error, FileExistsError):
+            raise Stalled(f"cannot create the secret-store key {path}: {error.strerror}") from error
+        try:
+            key = path.read_bytes()
+        except OSError as error:
+            raise Stalled(f"cannot read the secret-store key {path}: {error.strerror}") from error
         if len(key) != 32:
-            raise ReconcilerError(f"{path} is not a partnerctl secret-store key (expected 32 bytes)") from None
+            raise IntegrityError(f"{path} is not a partnerctl secret-store key (expected 32 bytes)") from None
         return key
     key = secrets.token_bytes(32)
     with os.fdopen(descriptor, "wb") as handle:
@@ -373,7 +386,7 @@ def _credential(row: Any) -> Credential:
         client_id=client_id,
         generation=generation,
         issued_at=datetime.fromisoformat(issued_at),
-        state=state,
+        state=CredentialState(state),
         revoke_after=datetime.fromisoformat(revoke_after) if revoke_after else None,
         revoked_at=datetime.fromisoformat(revoked_at) if revoked_at else None,
     )

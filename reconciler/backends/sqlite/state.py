@@ -1,17 +1,34 @@
-"""The embedded state store: one SQLite database under ``--home``."""
+"""The embedded live state: partner records and the installation journal in one SQLite database.
+
+``state.db`` under ``--home`` holds the partner records, the audit chain's committed head, settings,
+the memo and the webhook outbox; the chain itself is ``audit.jsonl`` beside it. When the records
+live in the same database as the head (the default), a partner's record and the audit entries that
+explain it commit in one transaction. When they live elsewhere (Kubernetes), the head commits first.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.backends.sqlite.database import Transaction, change_counter, connect, read_counter
-from reconciler.engine.audit import AuditEvent
-from reconciler.stores.outbox import DeliveryRow, StoredEvent
-from reconciler.stores.state import AuditHead, PartnerRecord
+from reconciler.backends.sqlite.audit_file import AuditFile
+from reconciler.backends.sqlite.database import Database, change_counter, read_counter
+from reconciler.backends.sqlite.lock import installation_lock
+from reconciler.errors import IntegrityError
+from reconciler.stores.audit import chain
+from reconciler.stores.partners import PartnerStore
+from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent
+from reconciler.vocabulary import DeliveryStatus
 
-_SCHEMA = """
+__all__ = ["SCHEMA", "SqliteJournal", "SqlitePartners"]
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS partners (key TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER, hash TEXT, offset INTEGER, outbox_cursor INTEGER
@@ -28,42 +45,107 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON deliveries (partner, webhook, status);
 """
+    + change_counter(("partners",))
+)
 _DELIVERY = "id, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error"
 
 
-class SqliteStateStore:
-    """State in SQLite (WAL): readers such as the gateway never block the reconciler."""
+class SqlitePartners:
+    """Partner records in SQLite (WAL): readers such as the gateway never block the reconciler."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = connect(path, _SCHEMA + change_counter(("partners",)))
-        self._path = path
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     def version(self) -> str | None:
-        return f"{self._path.stat().st_ino}:{read_counter(self._db)}"
+        try:
+            inode = self.database.path.stat().st_ino
+        except FileNotFoundError:
+            inode = 0
+        return f"{inode}:{read_counter(self.database)}"
 
     def partners(self) -> dict[str, PartnerRecord]:
-        rows = self._db.execute("SELECT key, data FROM partners")
-        return {key: PartnerRecord.from_json(json.loads(data)) for key, data in rows}
+        rows = self.database.rows("SELECT key, data FROM partners")
+        return {key: _record(key, data) for key, data in rows}
 
     def partner(self, key: str) -> PartnerRecord | None:
-        row = self._db.execute("SELECT data FROM partners WHERE key = ?", (key,)).fetchone()
-        return PartnerRecord.from_json(json.loads(row[0])) if row else None
+        row = self.database.one("SELECT data FROM partners WHERE key = ?", (key,))
+        return _record(key, row[0]) if row else None
+
+    def save(self, records: list[PartnerRecord]) -> None:
+        if records:
+            with self.database.transaction():
+                self.write(records)
+
+    def write(self, records: list[PartnerRecord]) -> None:
+        """Write inside the caller's transaction."""
+        self.database.executemany(
+            "INSERT OR REPLACE INTO partners (key, data) VALUES (?, ?)",
+            [(record.key, json.dumps(record.to_json(), sort_keys=True)) for record in records],
+        )
+
+    def announce(self, entries: list[AuditEvent]) -> None:
+        pass  # the audit log is the only record on one machine
+
+    def close(self) -> None:
+        self.database.close()
+
+
+class SqliteJournal:
+    """The installation journal in ``state.db`` and ``audit.jsonl``; one writer at a time through ``<home>/lock``."""
+
+    def __init__(self, database: Database, *, home: Path, partners: PartnerStore) -> None:
+        self.database = database
+        self.home = home
+        self.log = AuditFile(home / "audit.jsonl")
+        self._partners = partners
+        self._same_database = isinstance(partners, SqlitePartners) and partners.database is database
+
+    # --- the audit chain --------------------------------------------------------------------------
 
     def audit_head(self) -> AuditHead:
-        row = self._db.execute("SELECT seq, hash, offset, outbox_cursor FROM audit_head WHERE id = 1").fetchone()
+        row = self.database.one("SELECT seq, hash, offset, outbox_cursor FROM audit_head WHERE id = 1")
         return AuditHead(*row) if row else AuditHead()
 
-    def commit(self, records: list[PartnerRecord], head: AuditHead | None = None) -> None:
-        with self._transaction():
-            self._db.executemany(
-                "INSERT OR REPLACE INTO partners (key, data) VALUES (?, ?)",
-                [(record.key, json.dumps(record.to_json(), sort_keys=True)) for record in records],
-            )
-            if head is not None:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO audit_head (id, seq, hash, offset, outbox_cursor) VALUES (1, ?, ?, ?, ?)",
-                    (head.seq, head.hash, head.offset, head.outbox_cursor),
-                )
+    def record(
+        self, events: list[AuditEvent], records: list[PartnerRecord], *, now: datetime, outbox_cursor: int | None
+    ) -> AuditHead:
+        head = self.audit_head()
+        entries, new_head = chain(head, events, now=now)
+        if entries:
+            new_head = dataclasses.replace(new_head, offset=self.log.append(head.offset, entries))
+        if outbox_cursor is not None:
+            new_head = dataclasses.replace(new_head, outbox_cursor=outbox_cursor)
+        moved = new_head != head
+        if self._same_database:
+            assert isinstance(self._partners, SqlitePartners)
+            if moved or records:
+                with self.database.transaction():
+                    self._partners.write(records)
+                    if moved:
+                        self._write_head(new_head)
+        else:
+            if moved:  # first: a crash before the records repeats an audit entry, never loses one
+                with self.database.transaction():
+                    self._write_head(new_head)
+            self._partners.save(records)
+        return new_head
+
+    def _write_head(self, head: AuditHead) -> None:
+        self.database.execute(
+            "INSERT OR REPLACE INTO audit_head (id, seq, hash, offset, outbox_cursor) VALUES (1, ?, ?, ?, ?)",
+            (head.seq, head.hash, head.offset, head.outbox_cursor),
+        )
+
+    def recover(self) -> None:
+        self.log.recover(self.audit_head())
+
+    def audit_entries(self) -> Iterator[Any]:
+        return self.log.entries()
+
+    def exclusive(self, *, timeout: float | None = None) -> AbstractContextManager[None]:
+        return installation_lock(self.home, timeout=timeout)
+
+    # --- settings and memo ------------------------------------------------------------------------
 
     def setting(self, name: str) -> Any:
         return self.cached([f"setting|{name}"]).get(f"setting|{name}")
@@ -76,37 +158,39 @@ class SqliteStateStore:
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, value in self._db.execute(f"SELECT key, value FROM memo WHERE key IN ({marks})", chunk):
+            for key, value in self.database.rows(f"SELECT key, value FROM memo WHERE key IN ({marks})", chunk):
                 found[key] = json.loads(value)
         return found
 
     def cache(self, entries: dict[str, Any]) -> None:
         if entries:
-            with self._transaction():
-                self._db.executemany(
+            with self.database.transaction():
+                self.database.executemany(
                     "INSERT OR REPLACE INTO memo (key, value) VALUES (?, ?)",
                     [(key, json.dumps(value)) for key, value in entries.items()],
                 )
 
+    # --- the webhook outbox -----------------------------------------------------------------------
+
     def enqueue(self, event: StoredEvent, deliveries: list[DeliveryRow]) -> None:
-        with self._transaction():
-            self._db.execute(
+        with self.database.transaction():
+            self.database.execute(
                 "INSERT INTO events (id, type, data, received_at) VALUES (?, ?, ?, ?)",
                 (event.id, event.type, json.dumps(event.data, sort_keys=True), event.received_at),
             )
-            self._db.executemany(
+            self.database.executemany(
                 "INSERT INTO deliveries (event_id, partner, webhook, message_id, status, attempts, next_attempt_at) "
                 "VALUES (?, ?, ?, ?, ?, 0, ?)",
-                [(event.id, d.partner, d.webhook, d.message_id, d.status, d.next_attempt_at) for d in deliveries],
+                [(event.id, d.partner, d.webhook, d.message_id, str(d.status), d.next_attempt_at) for d in deliveries],
             )
 
     def due(self, now: float, limit: int) -> list[DeliveryRow]:
-        rows = self._db.execute(
+        rows = self.database.rows(
             f"SELECT {_DELIVERY} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
             (now, limit),
         )
-        return [DeliveryRow(*row) for row in rows]
+        return [_delivery(row) for row in rows]
 
     def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
         found: dict[str, StoredEvent] = {}
@@ -114,46 +198,57 @@ class SqliteStateStore:
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(f"SELECT id, type, data, received_at FROM events WHERE id IN ({marks})", chunk):
+            query = f"SELECT id, type, data, received_at FROM events WHERE id IN ({marks})"
+            for row in self.database.rows(query, chunk):
                 found[row[0]] = StoredEvent(row[0], row[1], json.loads(row[2]), row[3])
         return found
 
     def deliveries(self, event_id: str | None = None) -> list[DeliveryRow]:
         if event_id is None:
-            rows = self._db.execute(f"SELECT {_DELIVERY} FROM deliveries ORDER BY id")
+            rows = self.database.rows(f"SELECT {_DELIVERY} FROM deliveries ORDER BY id")
         else:
-            rows = self._db.execute(f"SELECT {_DELIVERY} FROM deliveries WHERE event_id = ? ORDER BY id", (event_id,))
-        return [DeliveryRow(*row) for row in rows]
+            rows = self.database.rows(f"SELECT {_DELIVERY} FROM deliveries WHERE event_id = ? ORDER BY id", (event_id,))
+        return [_delivery(row) for row in rows]
 
     def record_attempts(self, rows: list[DeliveryRow]) -> None:
-        with self._transaction():
-            self._db.executemany(
+        with self.database.transaction():
+            self.database.executemany(
                 "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status = ?, last_error = ? "
                 "WHERE id = ?",
-                [(r.status, r.attempts, r.next_attempt_at, r.last_status, r.last_error, r.id) for r in rows],
+                [(str(r.status), r.attempts, r.next_attempt_at, r.last_status, r.last_error, r.id) for r in rows],
             )
 
     def hold(self, partner: str, webhook: str) -> None:
-        with self._transaction():
-            self._db.execute(
+        with self.database.transaction():
+            self.database.execute(
                 "UPDATE deliveries SET status = 'held' WHERE partner = ? AND webhook = ? AND status = 'pending'",
                 (partner, webhook),
             )
 
     def release_held(self, partner: str, webhook: str, *, now: float) -> int:
-        with self._transaction():
-            cursor = self._db.execute(
+        with self.database.transaction():
+            cursor = self.database.execute(
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = ? "
                 "WHERE partner = ? AND webhook = ? AND status = 'held'",
                 (now, partner, webhook),
             )
         return cursor.rowcount
 
-    def announce(self, entries: list[AuditEvent]) -> None:
-        pass  # the audit log is the only record on one machine
-
     def close(self) -> None:
-        self._db.close()
+        self.database.close()
 
-    def _transaction(self) -> Transaction:
-        return Transaction(self._db)
+
+def _record(key: str, data: str) -> PartnerRecord:
+    try:
+        return PartnerRecord.from_json(json.loads(data))
+    except (ValueError, TypeError, KeyError) as error:
+        raise IntegrityError(
+            f"the live record of {key} in state.db is damaged ({type(error).__name__}); restore state.db from a "
+            "backup, or delete that row to have the next apply register the partner again"
+        ) from error
+
+
+def _delivery(row: Any) -> DeliveryRow:
+    id_, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error = row
+    return DeliveryRow(id_, event_id, partner, webhook, message_id, DeliveryStatus(status), attempts, next_attempt_at,
+                       last_status, last_error)  # fmt: skip

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
 from reconciler.backends.sqlite.secrets import ExportedPartner, LocalSecretStore
 from reconciler.backends.vault.store import VaultSecretStore
-from reconciler.errors import ReconcilerError
+from reconciler.errors import InvalidState, Stalled
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class MigrationReport:
 def migrate(source: LocalSecretStore, target: VaultSecretStore) -> MigrationReport:
     """Copy everything in ``source`` into an empty ``target``; ``source`` is left as it was."""
     if not target.is_empty():
-        raise ReconcilerError(
+        raise InvalidState(
             f"the Vault prefix {target.config.prefix!r} already holds records; migrate into an empty prefix "
             "(…?prefix=NEW) so nothing there is overwritten"
         )
@@ -83,7 +83,7 @@ def import_hashing_key(target: VaultSecretStore, key: bytes) -> str:
     )
     wrapping_key = serialization.load_pem_public_key(str(public).encode())
     if not isinstance(wrapping_key, rsa.RSAPublicKey):
-        raise ReconcilerError("Transit's wrapping key is not an RSA key; cannot import the hashing key")
+        raise Stalled("Transit's wrapping key is not an RSA key; cannot import the hashing key")
     ephemeral = secrets.token_bytes(32)
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
     wrapped = wrapping_key.encrypt(ephemeral, oaep) + aes_key_wrap_with_padding(ephemeral, key)

@@ -26,248 +26,32 @@ import contextlib
 import copy
 import hashlib
 import hmac
-import ipaddress
 import json
-import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
 
-import hvac
 import hvac.exceptions
 import requests
 
 from reconciler import clock
-from reconciler.credentials import Credential, client_id_for
-from reconciler.errors import ReconcilerError, StoreUnavailable, UsageError, WriteConflict
-from reconciler.stores.secrets import OutboxEvent, Pickup
+from reconciler.backends.vault import records as kv
+from reconciler.backends.vault.client import VaultClient
+from reconciler.backends.vault.config import VaultConfig
+from reconciler.backends.vault.records import Record
+from reconciler.credentials import Credential, client_id_for, partner_of_client
+from reconciler.errors import IntegrityError, InvalidState, ReconcilerError, Stalled, WriteConflict
+from reconciler.stores.records import OutboxEvent, Pickup
+from reconciler.vocabulary import CredentialState, Event
+
+__all__ = ["VaultSecretStore"]
 
 T = TypeVar("T")
-Record = dict[str, Any]
-
-SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
 OUTBOX_KEEP = 100  # audited events kept in _outbox before it is trimmed (fewer rewrites of a large record)
 SCAN_THREADS = 8
-
-
-@dataclass(frozen=True)
-class VaultConfig:
-    """Where and how to reach Vault; parsed from ``--secrets vault+https://HOST:PORT?…``."""
-
-    address: str
-    mount: str = "secret"
-    prefix: str = "scp-partners"
-    transit: str = "transit"
-    key: str = "scp-partners"
-    auth: str = "token"  # token | kubernetes | approle
-    role: str | None = None  # the Kubernetes auth role
-    auth_mount: str | None = None  # default: the auth method's name
-    wrap_ttl: str = "24h"
-    timeout: float = 10.0
-    namespace: str | None = None
-    cacert: str | None = None
-
-
-_QUERY_KEYS = ("mount", "prefix", "transit", "key", "auth", "role", "auth_mount", "wrap_ttl", "timeout")
-_URL_HELP = "use vault+https://HOST:PORT?mount=secret&prefix=scp-partners&transit=transit&key=scp-partners"
-
-
-def parse_url(url: str, environ: Mapping[str, str] = os.environ) -> VaultConfig:
-    parts = urlsplit(url)
-    if parts.scheme == "vault":
-        if parts.netloc:
-            raise UsageError(f"--secrets {url}: vault:// takes its address from VAULT_ADDR; {_URL_HELP}")
-        address = environ.get("VAULT_ADDR", "")
-        if not address:
-            raise UsageError(f"--secrets {url}: set VAULT_ADDR (e.g. https://vault.internal:8200), or {_URL_HELP}")
-    elif parts.scheme in ("vault+https", "vault+http") and parts.hostname:
-        address = f"{parts.scheme.removeprefix('vault+')}://{parts.netloc}"
-    else:
-        raise UsageError(f"--secrets {url}: {_URL_HELP}")
-    query = parse_qs(parts.query, keep_blank_values=True)
-    unknown = sorted(set(query) - set(_QUERY_KEYS))
-    if unknown:
-        raise UsageError(f"--secrets {url}: unknown setting {unknown[0]!r}; known: {', '.join(_QUERY_KEYS)}")
-    values = {name: given[-1] for name, given in query.items()}
-    if any(not value for name, value in values.items() if name != "role"):
-        raise UsageError(f"--secrets {url}: an empty setting; leave it out to use the default")
-    address_parts = urlsplit(address)
-    if address_parts.scheme == "http" and not _loopback(address_parts.hostname or ""):
-        raise UsageError(
-            f"Vault at {address}: plain http is refused for anything but a loopback address, since tokens and "
-            "secrets would cross the network in clear; use https (vault+https://)"
-        )
-    if address_parts.scheme not in ("http", "https"):
-        raise UsageError(f"VAULT_ADDR {address}: expected http(s)://HOST:PORT")
-    auth = values.pop("auth", "token")
-    if auth not in ("token", "kubernetes", "approle"):
-        raise UsageError(f"--secrets {url}: auth={auth} is not one of token, kubernetes, approle")
-    if auth == "kubernetes" and not values.get("role"):
-        raise UsageError(
-            f"--secrets {url}: auth=kubernetes needs role=ROLE (the Vault role bound to the service account)"
-        )
-    try:
-        timeout = float(values.pop("timeout", "10"))
-    except ValueError:
-        raise UsageError(f"--secrets {url}: timeout must be a number of seconds") from None
-    return VaultConfig(
-        address=address.rstrip("/"),
-        auth=auth,
-        timeout=timeout,
-        namespace=environ.get("VAULT_NAMESPACE") or None,
-        cacert=environ.get("VAULT_CACERT") or None,
-        **values,
-    )
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class VaultClient:
-    """An authenticated hvac client that renews its token and turns Vault's failures into clear errors."""
-
-    def __init__(self, config: VaultConfig, *, environ: Mapping[str, str] = os.environ, token: str | None = None):
-        self.config = config
-        self._environ = environ
-        self.hvac = hvac.Client(
-            url=config.address,
-            namespace=config.namespace,
-            verify=config.cacert or True,
-            timeout=config.timeout,
-            allow_redirects=False,
-        )
-        self._renew_at: float | None = None
-        self._renewable = False
-        if token is not None:
-            self.hvac.token = token
-        else:
-            self._log_in()
-
-    # --- authentication ---------------------------------------------------------------------------
-
-    def _log_in(self) -> None:
-        config = self.config
-        if config.auth == "token":
-            token = self._environ.get("VAULT_TOKEN") or _token_file()
-            if not token:
-                raise UsageError("Vault auth=token: set VAULT_TOKEN (or use auth=kubernetes / auth=approle)")
-            self.hvac.token = token
-            data = self.call("look up its own token", lambda: self.hvac.auth.token.lookup_self())["data"]
-            self._schedule_renewal(int(data.get("ttl") or 0), bool(data.get("renewable")))
-            return
-        if config.auth == "kubernetes":
-            path = Path(self._environ.get("VAULT_K8S_TOKEN_PATH", SERVICE_ACCOUNT_TOKEN))
-            try:
-                jwt = path.read_text().strip()
-            except OSError as error:
-                raise UsageError(f"Vault auth=kubernetes: cannot read the service account token {path}: "
-                                 f"{error.strerror}") from None  # fmt: skip
-            mount = config.auth_mount or "kubernetes"
-            auth = self.call(
-                "log in (kubernetes)", lambda: self.hvac.auth.kubernetes.login(config.role, jwt, mount_point=mount)
-            )
-        else:
-            role_id, secret_id = self._environ.get("VAULT_ROLE_ID"), self._environ.get("VAULT_SECRET_ID")
-            if not role_id or not secret_id:
-                raise UsageError("Vault auth=approle: set VAULT_ROLE_ID and VAULT_SECRET_ID")
-            mount = config.auth_mount or "approle"
-            auth = self.call(
-                "log in (approle)", lambda: self.hvac.auth.approle.login(role_id, secret_id, mount_point=mount)
-            )
-        self._schedule_renewal(int(auth["auth"].get("lease_duration") or 0), bool(auth["auth"].get("renewable")))
-
-    def _schedule_renewal(self, ttl: int, renewable: bool) -> None:
-        # Renew (or log in again) once two thirds of the token's life are gone; ttl 0 means it never expires.
-        self._renew_at = time.monotonic() + ttl * 2 / 3 if ttl else None
-        self._renewable = renewable
-
-    def _refresh_token(self) -> None:
-        self._renew_at = None
-        if self._renewable:
-            data = self.call("renew its token", lambda: self.hvac.auth.token.renew_self())["auth"]
-            self._schedule_renewal(int(data.get("lease_duration") or 0), bool(data.get("renewable")))
-        elif self.config.auth != "token":
-            self._log_in()
-
-    # --- calls ------------------------------------------------------------------------------------
-
-    def call(self, what: str, request: Callable[[], T], *, missing: Callable[[], T] | None = None) -> T:
-        """Run one Vault request; ``missing`` answers a 404 for an absent record."""
-        if self._renew_at is not None and time.monotonic() >= self._renew_at:
-            self._refresh_token()
-        address = self.config.address
-        try:
-            return request()
-        except hvac.exceptions.VaultDown:
-            raise StoreUnavailable(
-                f"Vault at {address} is sealed (while trying to {what}); nothing more was written. "
-                "Unseal it (vault operator unseal) and run again: the next run converges."
-            ) from None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
-            reason = "timed out" if isinstance(error, requests.exceptions.Timeout) else "connection failed"
-            raise StoreUnavailable(
-                f"cannot reach Vault at {address} (while trying to {what}: {reason}); nothing more was written. "
-                "Check VAULT_ADDR / --secrets and that Vault is running, then run again."
-            ) from None
-        except hvac.exceptions.Forbidden:
-            raise StoreUnavailable(
-                f"Vault at {address} refused to {what}: permission denied. The token is missing, expired or "
-                "revoked, or its policy lacks this path (see deploy/vault/partnerctl-policy.hcl)."
-            ) from None
-        except hvac.exceptions.InvalidPath as error:
-            message = str(error)
-            if "no handler for route" in message:
-                raise StoreUnavailable(self._missing_mount(message)) from None
-            if missing is not None:
-                return missing()
-            raise ReconcilerError(f"Vault at {address}: nothing found while trying to {what}") from None
-        except hvac.exceptions.InvalidRequest as error:
-            message = str(error).split(", on ")[0]
-            if "check-and-set" in message:
-                raise WriteConflict(
-                    f"another writer changed the record first (while trying to {what}); nothing was written. "
-                    "Run again: the next run starts from what is in Vault now."
-                ) from None
-            if "key not found" in message:
-                key, mount = self.config.key, self.config.transit
-                raise StoreUnavailable(
-                    f"Vault at {address} has no Transit key {key!r}: create it with `vault write -f {mount}/keys/{key}`"
-                ) from None
-            raise ReconcilerError(f"Vault at {address} rejected a request to {what}: {message}") from None
-        except hvac.exceptions.VaultError as error:
-            message = str(error).split(", on ")[0]
-            raise ReconcilerError(f"Vault at {address} failed to {what}: {message or type(error).__name__}") from None
-
-    def _missing_mount(self, message: str) -> str:
-        config = self.config
-        if f"{config.transit}/" in message:
-            return (f"Vault at {config.address} has no Transit engine at {config.transit}/: enable it with "
-                    f"`vault secrets enable -path={config.transit} transit`")  # fmt: skip
-        return (f"Vault at {config.address} has no KV v2 engine at {config.mount}/: enable it with "
-                f"`vault secrets enable -path={config.mount} kv-v2`")  # fmt: skip
-
-    def close(self) -> None:
-        self.hvac.adapter.close()
-
-
-def _token_file() -> str | None:
-    path = Path.home() / ".vault-token"
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
 
 
 class VaultSecretStore:
@@ -290,7 +74,7 @@ class VaultSecretStore:
         config = self.config
 
         def absent() -> None:
-            raise StoreUnavailable(
+            raise Stalled(
                 f"Vault at {config.address} has no Transit key {config.key!r}: create it with "
                 f"`vault write -f {config.transit}/keys/{config.key}`"
             )
@@ -310,48 +94,48 @@ class VaultSecretStore:
         return {
             partner: live
             for partner, record in self._scan().items()
-            if (live := [c for c in _credentials(partner, record) if c.live])
+            if (live := [c for c in kv.credentials(partner, record) if c.live])
         }
 
     def credentials(self, partner: str) -> list[Credential]:
-        return self._cached(f"credentials:{partner}", lambda: _credentials(partner, self._trusted(partner)))
+        return self._cached(f"credentials:{partner}", lambda: kv.credentials(partner, self._trusted(partner)))
 
     def issue_credential(self, partner: str, client_id: str, secret: str, *, now: datetime, reason: str) -> Credential:
         def change(record: Record, events: list[Record]) -> Credential:
-            if _active(record):
-                raise ReconcilerError(f"{partner} already has an active credential; rotate it instead")
+            if kv.active(record):
+                raise InvalidState(f"{partner} already has an active credential; rotate it instead")
             record["client_id"] = client_id
             credential = self._add_generation(partner, record, secret, now)
             self._add_to_pickup(partner, record, client_secret=secret)
-            events.append(_event(partner, "credential.issued", {**_public(credential), "reason": reason}, now))
+            events.append(kv.event(partner, Event.CREDENTIAL_ISSUED, {**kv.public(credential), "reason": reason}, now))
             return credential
 
         return self._change(partner, change, now)
 
     def rotate_credential(self, partner: str, secret: str, *, now: datetime, overlap_until: datetime) -> Credential:
         def change(record: Record, events: list[Record]) -> Credential:
-            old = _active(record)
+            old = kv.active(record)
             if old is None:
-                raise ReconcilerError(f"{partner} has no active credential to rotate")
+                raise InvalidState(f"{partner} has no active credential to rotate")
             for generation in record["generations"]:  # at most two are ever live
-                if generation["state"] == "previous":
+                if generation["state"] == CredentialState.PREVIOUS:
                     self._revoke(partner, record, generation, now, "superseded by a newer rotation", events)
-            old["state"], old["revoke_after"] = "previous", overlap_until.isoformat()
+            old["state"], old["revoke_after"] = str(CredentialState.PREVIOUS), overlap_until.isoformat()
             credential = self._add_generation(partner, record, secret, now)
             self._add_to_pickup(partner, record, client_secret=secret)
-            details = {**_public(credential), "previous": old["id"], "previousValidUntil": overlap_until.isoformat()}
-            events.append(_event(partner, "credential.rotated", details, now))
+            details = {**kv.public(credential), "previous": old["id"], "previousValidUntil": overlap_until.isoformat()}
+            events.append(kv.event(partner, Event.CREDENTIAL_ROTATED, details, now))
             return credential
 
         return self._change(partner, change, now)
 
     def revoke_credential(self, credential_id: str, *, now: datetime, reason: str) -> None:
         client_id = credential_id.rsplit("#", 1)[0]
-        partner = client_id.replace(".", "/", 1)
+        partner = partner_of_client(client_id)
 
         def change(record: Record, events: list[Record]) -> None:
             for generation in record.get("generations", []):
-                if generation["id"] == credential_id and generation["state"] != "revoked":
+                if generation["id"] == credential_id and generation["state"] != CredentialState.REVOKED:
                     self._revoke(partner, record, generation, now, reason, events)
 
         self._change(partner, change, now)
@@ -361,19 +145,19 @@ class VaultSecretStore:
         return self._cached(f"verify:{presented}", lambda: self._verify(client_id, secret))
 
     def _verify(self, client_id: str, secret: str) -> Credential | None:
-        partner = client_id.replace(".", "/", 1)
+        partner = partner_of_client(client_id)
         if "/" not in partner:
             return None
         record = self._trusted(partner)
         if record.get("client_id") != client_id:
             return None
-        live = [g for g in record.get("generations", []) if g["state"] in ("active", "previous")]
+        live = [g for g in record.get("generations", []) if g["state"] != CredentialState.REVOKED]
         match = None
         for generation in live:  # compare against every live generation: no early exit on a match
             presented = self._hmac([secret.encode()], like=generation["hash"], key=generation.get("hash_key"))[0]
             if hmac.compare_digest(presented.encode(), generation["hash"].encode()):
                 match = generation
-        return _credential(partner, client_id, match) if match else None
+        return kv.credential(partner, client_id, match) if match else None
 
     # --- webhook secrets --------------------------------------------------------------------------
 
@@ -423,7 +207,7 @@ class VaultSecretStore:
         """Wrap the pickup (``sys/wrapping/wrap``) and destroy it: only the wrap token leaves Vault."""
         record, _ = self._read(self._path(partner))
         if not self._seal_holds([record])[0] or not record.get("pickup"):
-            self._append_events([_event(partner, "credential.delivery_refused",
+            self._append_events([kv.event(partner, Event.CREDENTIAL_DELIVERY_REFUSED,
                                         {"reason": "nothing to pick up", "code": "SEC-01"}, now)], None)  # fmt: skip
             return None
         payload = json.loads(self._decrypt(record["pickup"], f"pickup:{partner}"))
@@ -444,7 +228,7 @@ class VaultSecretStore:
             record["pickup"], record["delivered_at"] = None, now.isoformat()
             details = {"clientId": payload["client_id"], "webhooks": sorted(payload["webhook_secrets"]),
                        "via": "response-wrapping", "wrapTtl": ttl}  # fmt: skip
-            events.append(_event(partner, "credential.delivered", details, now))
+            events.append(kv.event(partner, Event.CREDENTIAL_DELIVERED, details, now))
 
         try:
             self._change(partner, change, now)
@@ -464,7 +248,7 @@ class VaultSecretStore:
         if partner:
             details = {"reason": "wrapped pickup already unwrapped or expired", "code": "SEC-01",
                        "via": "response-wrapping"}  # fmt: skip
-            self._append_events([_event(partner, "credential.delivery_refused", details, now)], None)
+            self._append_events([kv.event(partner, Event.CREDENTIAL_DELIVERY_REFUSED, details, now)], None)
         return partner if isinstance(partner, str) else None
 
     # --- outbox -----------------------------------------------------------------------------------
@@ -557,11 +341,11 @@ class VaultSecretStore:
                 continue
             number = generation["generation"]
             generations.append({"id": f"{client_id}#{number}", "generation": number, "hash": "",
-                                "issued_at": now.isoformat(), "state": "revoked", "revoke_after": None,
-                                "revoked_at": now.isoformat()})  # fmt: skip
-            if generation.get("state") != "revoked":
+                                "issued_at": now.isoformat(), "state": str(CredentialState.REVOKED),
+                                "revoke_after": None, "revoked_at": now.isoformat()})  # fmt: skip
+            if generation.get("state") != CredentialState.REVOKED:
                 details = {"credentialId": f"{client_id}#{number}", "reason": "record altered outside partnerctl"}
-                events.append(_event(partner, "credential.revoked", details, now))
+                events.append(kv.event(partner, Event.CREDENTIAL_REVOKED, details, now))
         return {"client_id": client_id, "generations": generations, "webhooks": {}, "pickup": None}, events
 
     def _add_generation(self, partner: str, record: Record, secret: str, now: datetime) -> Credential:
@@ -571,23 +355,24 @@ class VaultSecretStore:
             "generation": number,
             "hash": self._hmac([secret.encode()])[0],
             "issued_at": now.isoformat(),
-            "state": "active",
+            "state": str(CredentialState.ACTIVE),
             "revoke_after": None,
             "revoked_at": None,
         }
         record["generations"].append(generation)
-        return _credential(partner, record["client_id"], generation)
+        return kv.credential(partner, record["client_id"], generation)
 
     def _revoke(
         self, partner: str, record: Record, generation: Record, now: datetime, reason: str, events: list[Record]
     ) -> None:
-        was_active = generation["state"] == "active"
-        generation["state"], generation["revoked_at"] = "revoked", now.isoformat()
+        was_active = generation["state"] == CredentialState.ACTIVE
+        generation["state"], generation["revoked_at"] = str(CredentialState.REVOKED), now.isoformat()
         if was_active and record.get("pickup"):  # a revoked secret must not be handed out later
             payload = json.loads(self._decrypt(record["pickup"], f"pickup:{partner}"))
             payload.pop("client_secret", None)
             record["pickup"] = self._encrypt(json.dumps(payload), f"pickup:{partner}")
-        events.append(_event(partner, "credential.revoked", {"credentialId": generation["id"], "reason": reason}, now))
+        details = {"credentialId": generation["id"], "reason": reason}
+        events.append(kv.event(partner, Event.CREDENTIAL_REVOKED, details, now))
 
     def _add_to_pickup(
         self,
@@ -716,7 +501,7 @@ class VaultSecretStore:
         return [item["hmac"] for item in answer["data"]["batch_results"]]
 
     def _seal_of(self, record: Record) -> str:
-        return self._hmac([_canonical(record)])[0]
+        return self._hmac([kv.canonical(record)])[0]
 
     def _seal_holds(self, records: list[Record]) -> list[bool]:
         """Whether each record still carries the seal we computed over it (one Transit call per key version)."""
@@ -727,7 +512,7 @@ class VaultSecretStore:
             if isinstance(seal, str) and seal.startswith("vault:v"):
                 by_version.setdefault(seal.split(":")[1], []).append(index)
         for version, indexes in by_version.items():
-            expected = self._hmac([_canonical(records[i]) for i in indexes], like=f"vault:{version}:")
+            expected = self._hmac([kv.canonical(records[i]) for i in indexes], like=f"vault:{version}:")
             for index, seal in zip(indexes, expected, strict=True):
                 verdicts[index] = hmac.compare_digest(seal.encode(), records[index]["seal"].encode())
         return verdicts
@@ -750,85 +535,5 @@ class VaultSecretStore:
         )  # fmt: skip
         envelope = json.loads(base64.b64decode(answer["data"]["plaintext"]))
         if envelope.get("purpose") != purpose:
-            raise ReconcilerError(f"a sealed value in Vault was moved from elsewhere ({purpose}); rotate it")
+            raise IntegrityError(f"a sealed value in Vault was moved from elsewhere ({purpose}); rotate it")
         return str(envelope["value"])
-
-
-class UnwrapRefused(ReconcilerError):
-    """The wrap token was already used, has expired, or was never ours."""
-
-
-def unwrap_delivery(config: VaultConfig, token: str, *, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """The delivery document behind a wrap token. Needs no Vault token: the wrap token is the authority.
-
-    A refused unwrap means someone else may hold the credentials; with a Vault token that can write
-    the store (an operator's), the refusal is recorded for the audit log."""
-    client = VaultClient(config, token=token)  # sent as X-Vault-Token, as `vault unwrap` does
-
-    def attempt() -> Any:
-        try:
-            return client.hvac.sys.unwrap()
-        except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
-            return None  # used, expired or never a wrap token: Vault cannot tell which, and neither can we
-
-    try:
-        answer = client.call("unwrap the delivery", attempt)
-    finally:
-        client.close()
-    if answer is None:
-        partner = _record_refusal(config, token, environ) if environ.get("VAULT_TOKEN") else None
-        raise UnwrapRefused(
-            "this wrap token was already unwrapped, has expired, or is not a wrap token. If you did not unwrap "
-            "it yourself, someone else may hold the credentials: ask the platform team to rotate them "
-            f"(partnerctl credentials rotate {partner or 'TENANT/PARTNER'})"
-            + ("; the refusal is audited" if partner else "")
-        )
-    return dict(answer["data"])
-
-
-def _record_refusal(config: VaultConfig, token: str, environ: Mapping[str, str]) -> str | None:
-    try:
-        store = VaultSecretStore(config, client=VaultClient(config, environ=environ))
-    except ReconcilerError:
-        return None
-    try:
-        return store.refuse_unwrap(token, now=clock.now())
-    except ReconcilerError:
-        return None
-    finally:
-        store.close()
-
-
-def _canonical(record: Record) -> bytes:
-    return json.dumps({k: v for k, v in record.items() if k != "seal"}, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _active(record: Record) -> Record | None:
-    return next((g for g in record.get("generations", []) if g["state"] == "active"), None)
-
-
-def _credentials(partner: str, record: Record) -> list[Credential]:
-    generations = sorted(record.get("generations", []), key=lambda g: g["generation"])
-    return [_credential(partner, record["client_id"], g) for g in generations]
-
-
-def _credential(partner: str, client_id: str, generation: Record) -> Credential:
-    return Credential(
-        credential_id=generation["id"],
-        partner=partner,
-        client_id=client_id,
-        generation=generation["generation"],
-        issued_at=datetime.fromisoformat(generation["issued_at"]),
-        state=generation["state"],
-        revoke_after=datetime.fromisoformat(generation["revoke_after"]) if generation.get("revoke_after") else None,
-        revoked_at=datetime.fromisoformat(generation["revoked_at"]) if generation.get("revoked_at") else None,
-    )
-
-
-def _event(partner: str, event: str, details: dict[str, Any], now: datetime) -> Record:
-    return {"partner": partner, "event": event, "details": details, "time": now.isoformat()}
-
-
-def _public(credential: Credential) -> dict[str, Any]:
-    return {"credentialId": credential.credential_id, "clientId": credential.client_id,
-            "generation": credential.generation}  # fmt: skip

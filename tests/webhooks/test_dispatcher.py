@@ -11,9 +11,9 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from reconciler.backends import open_secrets, open_state
-from reconciler.webhooks.dispatcher import Dispatcher
+from reconciler.stores.records import DeliveryRow
 from tests.conftest import Onboarded
+from tests.support import apps
 from tests.support.repo import TENANT, edit
 from tests.support.servers import Recorded
 
@@ -29,19 +29,24 @@ def publish(onboarded: Onboarded, data: object = EVENT, event_type: str = "payme
 
 
 def dispatch(onboarded: Onboarded, *, loopback: bool = True) -> int:
-    home = onboarded.installation.home
-    dispatcher = Dispatcher(state=open_state(None, home=home), secrets=open_secrets(None, home=home), home=home,
-                            allow_loopback=loopback)  # fmt: skip
-    return asyncio.run(dispatcher.run_once())
+    dispatcher = apps.dispatcher(onboarded.installation.home, loopback=loopback)
+    try:
+        return asyncio.run(dispatcher.run_once())
+    finally:
+        dispatcher.stores.close()
 
 
 def deliveries(onboarded: Onboarded) -> list[Recorded]:
     return [request for request in onboarded.receiver.requests if b'"type":"payment.status.changed"' in request.body]
 
 
+def delivery_rows(onboarded: Onboarded) -> list[DeliveryRow]:
+    with apps.stores(onboarded.installation.home) as stores:
+        return stores.journal.deliveries()
+
+
 def outbox(onboarded: Onboarded) -> list[tuple[str, int, int | None]]:
-    rows = open_state(None, home=onboarded.installation.home).deliveries()
-    return [(row.status, row.attempts, row.last_status) for row in rows]
+    return [(row.status, row.attempts, row.last_status) for row in delivery_rows(onboarded)]
 
 
 def at(monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
@@ -154,7 +159,7 @@ def test_redirects_are_failures_and_not_followed(onboarded: Onboarded) -> None:
 def test_destinations_are_checked_again_at_send_time(onboarded: Onboarded) -> None:
     publish(onboarded)
     dispatch(onboarded, loopback=False)  # a dispatcher without the dev flag refuses loopback
-    rows = open_state(None, home=onboarded.installation.home).deliveries()
+    rows = delivery_rows(onboarded)
     assert rows[0].status == "pending" and "refused" in (rows[0].last_error or "")
     assert deliveries(onboarded) == []
 
@@ -221,7 +226,7 @@ def test_a_host_name_resolving_to_a_private_address_is_refused_at_send_time(
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
     publish(onboarded)
     dispatch(onboarded, loopback=False)
-    [row] = open_state(None, home=onboarded.installation.home).deliveries()
+    [row] = delivery_rows(onboarded)
     assert row.status == "pending" and "private" in (row.last_error or "")
 
 

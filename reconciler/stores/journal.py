@@ -1,0 +1,87 @@
+"""The installation journal: the audit chain and its head, settings, the plan memo and the webhook outbox.
+
+What is not per partner lives here. Each concern is a small Protocol, so that a component depends
+only on what it uses (the dispatcher on :class:`OutboxStore`, the planner on :class:`MemoStore`);
+a backend keeping all of them implements :class:`JournalStore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent
+
+__all__ = ["AuditStore", "JournalStore", "MemoStore", "OutboxStore", "SettingsStore"]
+
+
+class AuditStore(Protocol):
+    """The hash-chained audit log (format: :mod:`reconciler.stores.audit`) and its committed head."""
+
+    def audit_head(self) -> AuditHead: ...
+
+    def record(
+        self, events: list[AuditEvent], records: list[PartnerRecord], *, now: datetime, outbox_cursor: int | None
+    ) -> AuditHead:
+        """Append ``events`` to the chain and save ``records`` with them; move the secret-store cursor.
+
+        All of it lands together where the backend keeps the records too; otherwise the head moves
+        first, so a crash in between can repeat an audit entry but never lose one."""
+
+    def recover(self) -> None:
+        """Drop what a crashed writer appended past the committed head."""
+
+    def audit_entries(self) -> Iterator[Any]:
+        """The log as stored, oldest first; a damaged entry is yielded as read (verification judges it)."""
+
+    def exclusive(self, *, timeout: float | None = None) -> AbstractContextManager[None]:
+        """Be the installation's only writer for a while; :class:`~reconciler.errors.Busy` after ``timeout``."""
+
+
+class SettingsStore(Protocol):
+    """Named documents the reconciler publishes for other processes (the applied scope catalog)."""
+
+    def setting(self, name: str) -> Any: ...
+
+    def put_setting(self, name: str, value: Any) -> None: ...
+
+
+class MemoStore(Protocol):
+    """Memoised results by key (a blob's validation, a plan with nothing to do)."""
+
+    def cached(self, keys: list[str]) -> dict[str, Any]:
+        """The memoised values of ``keys``; missing keys are absent."""
+
+    def cache(self, entries: dict[str, Any]) -> None: ...
+
+
+class OutboxStore(Protocol):
+    """Published events and their deliveries (the durable webhook outbox)."""
+
+    def enqueue(self, event: StoredEvent, deliveries: list[DeliveryRow]) -> None:
+        """Store an event and its deliveries together; only then is the event acknowledged."""
+
+    def due(self, now: float, limit: int) -> list[DeliveryRow]:
+        """Pending deliveries whose next attempt is due, oldest first."""
+
+    def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
+        """Several events by id, in one read (a dispatcher pass)."""
+
+    def deliveries(self, event_id: str | None = None) -> list[DeliveryRow]: ...
+
+    def record_attempts(self, rows: list[DeliveryRow]) -> None:
+        """Write the new status, attempts, next attempt and last outcome of ``rows``."""
+
+    def hold(self, partner: str, webhook: str) -> None:
+        """Pending deliveries to a deactivated webhook wait (held), never dropped."""
+
+    def release_held(self, partner: str, webhook: str, *, now: float) -> int:
+        """Held deliveries go out again (a ping succeeded); returns how many."""
+
+
+class JournalStore(AuditStore, SettingsStore, MemoStore, OutboxStore, Protocol):
+    """Everything an installation keeps besides partner records and secrets."""
+
+    def close(self) -> None: ...

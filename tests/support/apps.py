@@ -1,0 +1,35 @@
+"""Building the gateway and the dispatcher over an installation's --home, as ``partnerctl`` wires them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.backends import open_stores
+from reconciler.gateway.app import Gateway
+from reconciler.gateway.upstream import HttpUpstream
+from reconciler.stores import Stores
+from reconciler.webhooks.dispatcher import Dispatcher
+from reconciler.webhooks.sender import HttpTransport
+
+ISSUER = "https://gateway.scp.example"
+
+
+def stores(home: Path, *, state: str | None = None, secrets: str | None = None, cache_seconds: float = 0.0) -> Stores:
+    return open_stores(home=home, state=state, secrets=secrets, state_cache_seconds=cache_seconds,
+                       secret_cache_seconds=cache_seconds)  # fmt: skip
+
+
+def gateway(
+    home: Path,
+    *,
+    upstream: str | None = None,
+    state: str | None = None,
+    secrets: str | None = None,
+    cache_seconds: float = 0.0,
+) -> Gateway:
+    opened = stores(home, state=state, secrets=secrets, cache_seconds=cache_seconds)
+    return Gateway(opened, issuer=ISSUER, upstream=HttpUpstream(upstream) if upstream else None)
+
+
+def dispatcher(home: Path, *, loopback: bool = True, **options: int) -> Dispatcher:
+    return Dispatcher(stores(home), HttpTransport(allow_loopback=loopback), **options)  # type: ignore[arg-type]
