@@ -20,6 +20,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests benchmarks
 	$(BIN)/mypy reconciler
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest

@@ -31,6 +31,8 @@ class GitHubClient:
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
                    "User-Agent": "partnerctl"}  # fmt: skip
         if token:
+            if not (token.isascii() and token.isprintable()) or " " in token:
+                raise UsageError("GITHUB_TOKEN is not a GitHub token (tokens are printable ASCII without spaces)")
             headers["Authorization"] = f"Bearer {token}"
         self._api = api_url.rstrip("/")
         self._client = httpx.Client(headers=headers, timeout=timeout, follow_redirects=False)

@@ -26,7 +26,8 @@ import httpx
 from ruamel.yaml import YAML
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from reconciler.errors import UsageError
+from reconciler.backends.git import run_git
+from reconciler.errors import ReconcilerError, UsageError
 
 TENANT = "ministry-social-affairs"
 PARTNER = "northbridge-bank"
@@ -75,8 +76,7 @@ class Tour:
         return done.stdout
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", *args], cwd=self.repo, env=self.env, capture_output=True, text=True,
-                              check=True).stdout  # fmt: skip
+        return run_git(self.repo, *args, env=self.env)
 
     # --- the tour -----------------------------------------------------------------------------------
 
@@ -201,7 +201,7 @@ class Tour:
                                         "github": "amina-okafor-msa", "sshKey": admin_key}]  # fmt: skip
         with (self.repo / "policies" / f"{TENANT}.yaml").open("w") as handle:
             yaml.dump(policy, handle)
-        subprocess.run(["git", "init", "-q", "-b", "main", str(self.repo)], check=True, env=self.env)
+        run_git(self.repo, "init", "-q", "-b", "main", env=self.env)
 
     def write_partner(self, receiver_url: str) -> None:
         yaml = YAML()
@@ -291,13 +291,26 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+NEEDED = ("policies/scopes.yaml", f"policies/{TENANT}.yaml", f"partners/{TENANT}/{PARTNER}.yaml")
+
+
+class DemoFailed(ReconcilerError):
+    """A step of the tour did not go as it should; the message says which."""
+
+
 def run_demo(examples: Path, echo: Any) -> None:
-    if not (examples / "policies" / "scopes.yaml").exists() or not (examples / "partners" / TENANT).is_dir():
-        raise UsageError(f"{examples} has no example partner repository; run the demo from a partnerctl checkout")
+    missing = [name for name in NEEDED if not (examples / name).is_file()]
+    if missing:
+        raise UsageError(
+            f"{examples} is not the example partner repository (no {missing[0]}); run the demo from a partnerctl "
+            "checkout, or pass --repo pointing at one"
+        )
     if shutil.which("ssh-keygen") is None:
         raise UsageError("the demo signs approvals with SSH keys: install OpenSSH's ssh-keygen")
     tour = Tour(examples, echo)
     try:
         tour.tour()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        raise DemoFailed(f"the tour stopped: {error}") from error
     finally:
         tour.cleanup()

@@ -17,7 +17,7 @@ def gateway() -> None:
 
 @gateway.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--upstream", help="Platform API that allowed requests are forwarded to.")
 @click.option("--issuer", help="Token issuer URL (default: http://HOST:PORT).")
 @common_options

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from reconciler import clock
-from reconciler.engine.plan import Plan
-from reconciler.manifests.validation import Report
 
 if TYPE_CHECKING:
+    from reconciler.engine.plan import Plan
     from reconciler.engine.reconciler import ApplyOutcome
+    from reconciler.manifests.validation import Report
 
 
 def emit_json(document: Any) -> None:

@@ -63,7 +63,13 @@ class Worker(Protocol):
     """The webhook dispatcher, run alongside in a thread."""
 
     def run(
-        self, *, once: bool, interval: float, stop: Any = None, active: Callable[[], bool] | None = None
+        self,
+        *,
+        once: bool,
+        interval: float,
+        stop: Any = None,
+        active: Callable[[], bool] | None = None,
+        on_error: Callable[[ReconcilerError], None] | None = None,
     ) -> None: ...
 
 
@@ -87,9 +93,12 @@ def run_loop(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     active = leadership.is_leader if leadership is not None else None
+    def dispatcher_failed(error: ReconcilerError) -> None:
+        report(f"webhook dispatch failed, retrying: {error}", level="warning")
+
     worker = threading.Thread(
-        target=dispatcher.run, kwargs={"once": once, "interval": 2.0, "stop": stop, "active": active},
-        name="dispatcher", daemon=True,
+        target=dispatcher.run, name="dispatcher", daemon=True,
+        kwargs={"once": once, "interval": 2.0, "stop": stop, "active": active, "on_error": dispatcher_failed},
     )  # fmt: skip
     if leadership is not None:
         leadership.start()

@@ -19,6 +19,7 @@ from prometheus_client import Counter as PromCounter
 from reconciler import clock
 from reconciler.credentials import Credential, active_credential
 from reconciler.engine.reconciler import ApplyOutcome, Reconciler
+from reconciler.errors import UsageError
 from reconciler.stores.records import PartnerRecord
 from reconciler.vocabulary import Health, Phase
 
@@ -113,6 +114,9 @@ class Metrics:
                 self.end_headers()
                 self.wfile.write(body)
 
-        server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as error:
+            raise UsageError(f"--metrics-host {host} --metrics-port {port}: cannot listen there ({error})") from error
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
         return server

@@ -1,1 +1,13 @@
-"""The partner gateway (DESIGN §7): OAuth2 client credentials, the handshake, scope enforcement."""
+"""The partner gateway (DESIGN §7): OAuth2 client credentials, the handshake, scope enforcement.
+
+    app.py         the ASGI application
+    tokens.py      RFC 9068 access tokens, signed with the installation's ES256 key
+    routes.py      which scope a request needs (the catalog's routes)
+    forwarding.py  what the gateway asks of the platform API; upstream.py forwards over HTTP (httpx)
+"""
+
+from __future__ import annotations
+
+from reconciler.gateway.app import Gateway
+
+__all__ = ["Gateway"]

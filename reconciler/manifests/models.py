@@ -69,7 +69,8 @@ class Classification(IntEnum):
 class Model(BaseModel):
     """Strict base: unknown keys, coercion and nulls are all schema errors."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, regex_engine="python-re")
+    # defer_build: a validator is built when a kind is first validated, not for every nested class at import
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, regex_engine="python-re", defer_build=True)
 
     @field_validator("*", mode="before")
     @classmethod

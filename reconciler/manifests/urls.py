@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from urllib.parse import parse_qsl, urlsplit
 
 # Names that only ever resolve inside a host or a private network.
@@ -75,12 +74,39 @@ def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
     except ValueError:
         pass
     if _LEGACY_IPV4.match(host):
-        try:
-            # inet_aton reads 127.1, 0x7f.0.0.1, 0177.0.0.1 and 2130706433 as a resolver would.
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
+        value = _inet_aton(host)
+        return None if value is None else ipaddress.IPv4Address(value)
     return None
+
+
+def _inet_aton(host: str) -> int | None:
+    """The address inet_aton(3) reads in ``host`` (as resolvers do): 127.1, 0x7f.0.0.1, 0177.0.0.1, 2130706433.
+
+    One to four parts, each decimal, octal (leading 0) or hexadecimal (0x); the last part fills the
+    bytes the others leave. Written out rather than asking the C library, so that checking a URL needs
+    no network module."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = []
+    for part in parts:
+        if part[:2].lower() == "0x":
+            digits, base = part[2:], 16
+        elif len(part) > 1 and part.startswith("0"):
+            digits, base = part[1:], 8
+        else:
+            digits, base = part, 10
+        try:
+            numbers.append(int(digits, base) if digits else 0)
+        except ValueError:
+            return None
+    *leading, last = numbers
+    if any(number > 0xFF for number in leading) or last >= 1 << (8 * (4 - len(leading))):
+        return None
+    value = last
+    for index, number in enumerate(leading):
+        value |= number << (8 * (3 - index))
+    return value
 
 
 def address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:

@@ -1,1 +1,15 @@
-"""Webhooks (DESIGN §8): publishing events, shaping and signing payloads, the dispatcher."""
+"""Webhooks (DESIGN §8): publishing events, shaping and signing payloads, delivering them.
+
+    events.py      checking a published event, fan-out to subscriptions, shaping per partner
+    messages.py    Standard Webhooks signatures and delivery outcomes
+    dispatcher.py  the delivery worker: retries, Retry-After, 410, LOG-01, held deliveries
+    sender.py      HTTP delivery with SSRF checks at send time (httpx): pings and the dispatcher's transport
+"""
+
+from __future__ import annotations
+
+from reconciler.webhooks.dispatcher import Dispatcher
+from reconciler.webhooks.events import EventError, Shaper, publish
+from reconciler.webhooks.messages import Delivery, sign
+
+__all__ = ["Delivery", "Dispatcher", "EventError", "Shaper", "publish", "sign"]

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from reconciler import clock
 from reconciler.engine.journal import Journal
 from reconciler.engine.status import deactivate, webhook_result
+from reconciler.errors import ReconcilerError
 from reconciler.stores import Stores
 from reconciler.stores.records import DeliveryRow, PartnerRecord, StoredEvent
 from reconciler.vocabulary import DeliveryStatus, WebhookState
@@ -124,11 +125,28 @@ class Dispatcher:
         await asyncio.to_thread(self._record, outcomes)
         return len(due)
 
-    def run(self, *, once: bool, interval: float, stop: Any = None, active: Callable[[], bool] | None = None) -> None:
+    def run(
+        self,
+        *,
+        once: bool,
+        interval: float,
+        stop: Any = None,
+        active: Callable[[], bool] | None = None,
+        on_error: Callable[[ReconcilerError], None] | None = None,
+    ) -> None:
         """Pass after pass; ``once``: until nothing is due now. ``stop``: a threading.Event to end the loop.
-        ``active``: passes run only while it says so (the elected leader)."""
+        ``active``: passes run only while it says so (the elected leader). ``on_error``: told of a failed
+        pass, which is then retried after ``interval`` (without it, the error ends the run)."""
         while True:
-            attempted = asyncio.run(self.run_once()) if active is None or active() else 0
+            try:
+                attempted = asyncio.run(self.run_once()) if active is None or active() else 0
+            except ReconcilerError as error:
+                if on_error is None:
+                    raise
+                on_error(error)
+                if once:
+                    return
+                attempted = 0
             if once and attempted == 0:
                 return
             if stop is not None and stop.is_set():

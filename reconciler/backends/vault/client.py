@@ -37,7 +37,7 @@ class VaultClient:
         self._renew_at: float | None = None
         self._renewable = False
         if token is not None:
-            self.hvac.token = token
+            self.hvac.token = _checked_token(token, "the wrap token")
         else:
             self._log_in()
 
@@ -49,7 +49,7 @@ class VaultClient:
             token = self._environ.get("VAULT_TOKEN") or _token_file()
             if not token:
                 raise UsageError("Vault auth=token: set VAULT_TOKEN (or use auth=kubernetes / auth=approle)")
-            self.hvac.token = token
+            self.hvac.token = _checked_token(token, "VAULT_TOKEN")
             data = self.call("look up its own token", lambda: self.hvac.auth.token.lookup_self())["data"]
             self._schedule_renewal(int(data.get("ttl") or 0), bool(data.get("renewable")))
             return
@@ -107,6 +107,10 @@ class VaultClient:
                 f"cannot reach Vault at {address} (while trying to {what}: {reason}); nothing more was written. "
                 "Check VAULT_ADDR / --secrets and that Vault is running, then run again."
             ) from error
+        except requests.exceptions.RequestException as error:
+            raise Stalled(f"cannot talk to Vault at {address} (while trying to {what}): {type(error).__name__}") from error
+        except OSError as error:  # e.g. VAULT_CACERT names no readable bundle
+            raise Stalled(f"cannot talk to Vault at {address} (while trying to {what}): {error}") from error
         except hvac.exceptions.Forbidden as error:
             raise Stalled(
                 f"Vault at {address} refused to {what}: permission denied. The token is missing, expired or "
@@ -148,6 +152,13 @@ class VaultClient:
 
     def close(self) -> None:
         self.hvac.adapter.close()
+
+
+def _checked_token(token: str, what: str) -> str:
+    """A Vault token is printable ASCII; anything else is a mistake, never sent (and never repeated)."""
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise UsageError(f"{what} is not a Vault token (tokens are printable ASCII without spaces)")
+    return token
 
 
 def _token_file() -> str | None:

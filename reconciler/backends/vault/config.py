@@ -73,11 +73,14 @@ def parse_url(url: str, environ: Mapping[str, str] = os.environ) -> VaultConfig:
         timeout = float(values.pop("timeout", "10"))
     except ValueError as error:
         raise UsageError(f"--secrets {url}: timeout must be a number of seconds") from error
+    namespace = environ.get("VAULT_NAMESPACE") or None
+    if namespace is not None and not (namespace.isascii() and namespace.isprintable()):
+        raise UsageError("VAULT_NAMESPACE is not a Vault namespace (printable ASCII)")
     return VaultConfig(
         address=address.rstrip("/"),
         auth=auth,
         timeout=timeout,
-        namespace=environ.get("VAULT_NAMESPACE") or None,
+        namespace=namespace,
         cacert=environ.get("VAULT_CACERT") or None,
         **values,
     )
