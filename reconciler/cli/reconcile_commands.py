@@ -72,7 +72,8 @@ def apply(ctx: click.Context, /, check_interval: str, **given: Any) -> None:
 @click.option("--interval", default="60", show_default=True, help="Seconds between reconciles (60, 30s, 5m).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per line with time, level, msg, partner and revision.")  # fmt: skip
-@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve /metrics, /healthz and /readyz on this port.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve /metrics, /healthz and /readyz on this port.")  # fmt: skip
 @click.option("--leader-elect", is_flag=True, help="Apply only while holding a coordination.k8s.io/v1 Lease.")
 @click.option("--lease-name", default="partnerctl-leader", show_default=True, help="The Lease's name.")
 @click.option("--lease-namespace", help="The Lease's namespace (default: that of --state kubernetes://NS, the pod's).")

@@ -97,7 +97,8 @@ def likely(places: dict[str, str]) -> dict[str, list[str]]:
     """Values a user would give each parameter, so that most command lines get past parsing."""
     return {
         "--repo": [places["repo"]], "--home": [places["home"]], "--ref": ["HEAD", "main"], "--approval": ["none"],
-        "--state": ["sqlite:///" + places["home"] + "/state.db"], "--secrets": ["local:///" + places["home"] + "/secrets"],
+        "--state": ["sqlite:///" + places["home"] + "/state.db"],
+        "--secrets": ["local:///" + places["home"] + "/secrets"],
         "--trust-root": [places["trust-root"]], "--check-interval": ["5m", "0"], "--interval": ["1", "0"],
         "--type": ["payment.status.changed"], "--data": ['{"payment_id": "p-1", "status": "paid", "amount": 1, '
                                                          '"beneficiary_name": "A"}'],

@@ -108,7 +108,8 @@ class VaultClient:
                 "Check VAULT_ADDR / --secrets and that Vault is running, then run again."
             ) from error
         except requests.exceptions.RequestException as error:
-            raise Stalled(f"cannot talk to Vault at {address} (while trying to {what}): {type(error).__name__}") from error
+            problem = type(error).__name__
+            raise Stalled(f"cannot talk to Vault at {address} (while trying to {what}): {problem}") from error
         except OSError as error:  # e.g. VAULT_CACERT names no readable bundle
             raise Stalled(f"cannot talk to Vault at {address} (while trying to {what}): {error}") from error
         except hvac.exceptions.Forbidden as error:
