@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from benchmarks import cluster_bench, engine_bench, fanout_bench, gateway_bench, validate_bench, vault_bench
+from benchmarks import (
+    cluster_bench,
+    engine_bench,
+    fanout_bench,
+    gateway_bench,
+    startup_bench,
+    validate_bench,
+    vault_bench,
+)
 
 if __name__ == "__main__":
+    startup_bench.main()
     validate_bench.main()
     engine_bench.main()
     gateway_bench.main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,24 +26,17 @@ from tests.support.vault import VaultServer, VaultSpace, external_server, start_
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# The developer's own settings never reach a test: every variable partnerctl, Vault, GitHub or the
+# Kubernetes client would read is removed, and the clock is fixed.
+CLEARED_PREFIXES = ("PARTNERCTL_", "VAULT_", "GITHUB_", "KUBERNETES_", "PYDANTIC_")
+CLEARED = ("KUBECONFIG", "POD_NAME", "POD_NAMESPACE", "PGPASSWORD", "PGHOST", "PGUSER", "PGPASSFILE")
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's partnerctl settings; the clock is fixed."""
-    for name in (
-        "PARTNERCTL_HOME",
-        "PARTNERCTL_DEV_ALLOW_LOOPBACK",
-        "GITHUB_TOKEN",
-        "VAULT_ADDR",
-        "VAULT_TOKEN",
-        "PARTNERCTL_STATE",
-        "PARTNERCTL_SECRETS",
-        "PARTNERCTL_REPO",
-        "KUBECONFIG",
-        "KUBERNETES_SERVICE_HOST",
-        "POD_NAME",
-        "POD_NAMESPACE",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith(CLEARED_PREFIXES) or name in CLEARED:
+            monkeypatch.delenv(name)
     monkeypatch.setenv("PARTNERCTL_NOW", TODAY)
     monkeypatch.setenv("PARTNERCTL_HOME", str(tmp_path / "home"))
 

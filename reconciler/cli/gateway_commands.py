@@ -8,6 +8,7 @@ import click
 
 from reconciler.cli import wiring
 from reconciler.cli.options import common_options, settings_from
+from reconciler.errors import UsageError
 
 
 @click.group()
@@ -32,10 +33,14 @@ def serve(ctx: click.Context, /, host: str, port: int, upstream: str | None, iss
     import uvicorn
 
     settings = settings_from(ctx, given)
+    wiring.check_listen_address(host, port, "--host")
     app = wiring.gateway(settings, issuer=issuer or f"http://{host}:{port}", upstream=upstream)
     click.echo(f"partnerctl gateway on http://{host}:{port} (issuer {app.tokens.issuer})", err=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+    except SystemExit as stop:  # uvicorn's way of saying it could not start (it logged why)
+        if stop.code not in (0, None):
+            raise UsageError(f"the gateway could not listen on {host}:{port} (see above)") from stop
     finally:
         app.close()
         app.stores.close()

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 from reconciler.cli import output
 from reconciler.cli.options import Settings, common_options, settings_from
-from reconciler.cli.wiring import dispatcher, parse_duration, reconciler
+from reconciler.cli.wiring import check_listen_address, dispatcher, parse_duration, reconciler
 from reconciler.errors import UsageError
 
 _check_interval = click.option(
@@ -116,6 +116,7 @@ def run(
     if metrics_port is not None:
         from reconciler.engine.metrics import Metrics
 
+        check_listen_address(metrics_host, metrics_port, "--metrics-host")
         metrics = Metrics()
     server = metrics.serve(metrics_port, metrics_host) if metrics is not None and metrics_port is not None else None
     try:

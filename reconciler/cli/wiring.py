@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from reconciler.gateway.app import Gateway
     from reconciler.webhooks.dispatcher import Dispatcher
 
-__all__ = ["approval_gate", "check_partner_key", "dispatcher", "gateway", "parse_duration", "reconciler", "stores"]
+__all__ = [
+    "approval_gate", "check_listen_address", "check_partner_key", "dispatcher", "gateway", "parse_duration",
+    "reconciler", "stores",
+]  # fmt: skip
 
 # A remote secret store (Vault) may answer repeated verifications from memory for this long; so a
 # revocation reaches the gateway within it. The embedded store is always read directly.
@@ -135,6 +139,14 @@ def gateway(settings: Settings, *, issuer: str, upstream: str | None) -> Gateway
     except ReconcilerError:
         opened.close()
         raise
+
+
+def check_listen_address(host: str, port: int, option: str) -> None:
+    """A host the server can listen on: a name that resolves, or an address."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError) as error:
+        raise UsageError(f"{option} {host!r}: not an address to listen on ({error})") from error
 
 
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)?$")

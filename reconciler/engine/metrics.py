@@ -116,7 +116,7 @@ class Metrics:
 
         try:
             server = ThreadingHTTPServer((host, port), Handler)
-        except OSError as error:
+        except (OSError, ValueError, TypeError) as error:  # no such address, or not an address at all
             raise UsageError(f"--metrics-host {host} --metrics-port {port}: cannot listen there ({error})") from error
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
         return server

@@ -23,10 +23,6 @@ def propose(installation: Installation, text: str = PARTNER, branch: str = "onbo
     installation.repo.checkout("main")
 
 
-def blocked(installation: Installation) -> dict[str, tuple[str, str]]:
-    return {item["partner"]: (item["reason"], item["message"]) for item in installation.plan()["blocked"]}
-
-
 def test_approved_merge_applies_and_records_the_approval(approved: Installation, people: People) -> None:
     propose(approved)
     commit = approved.repo.merge("onboard-acme", "Merge onboard-acme" + trailers(people.alice.email, "DPA-2026-031"),
@@ -65,7 +61,7 @@ def test_wrong_approvals_block_and_say_who_may_approve(
     approved.repo.merge("onboard-acme", "Merge onboard-acme" + trailers(approver, document), signer=key)
     plan = approved.plan()
     assert plan["actions"] == []
-    found = blocked(approved)[ACME]
+    found = approved.blocked()[ACME]
     assert found[0] == reason
     if reason != "missing-policy-document":
         assert people.alice.email in found[1]  # names who may approve
@@ -84,7 +80,7 @@ def test_a_tampered_signature_is_invalid(approved: Installation, people: People)
         capture_output=True, cwd=approved.repo.root,
     ).stdout.strip()  # fmt: skip
     repo.git.update_ref("refs/heads/main", forged)
-    assert blocked(approved)[ACME][0] == "invalid-signature"
+    assert approved.blocked()[ACME][0] == "invalid-signature"
 
 
 def test_a_pull_request_cannot_approve_itself_by_adding_its_author(approved: Installation, people: People) -> None:
@@ -94,14 +90,14 @@ def test_a_pull_request_cannot_approve_itself_by_adding_its_author(approved: Ins
     approved.repo.commit("Add me and my partner")
     approved.repo.checkout("main")
     approved.repo.merge("takeover", "Merge" + trailers(people.mallory.email, "DPA-666"), signer=people.mallory)
-    found = blocked(approved)
+    found = approved.blocked()
     assert found[ACME][0] == "approver-not-authorised"
     assert approved.plan()["actions"] == []
     # The policy edit itself is not approved either: Alice stays the only approver.
     approved.apply()
     approved.repo.write_partner(edit(PARTNER, "region: eu-west", "region: eu-central"))
     approved.repo.commit("Mallory again" + trailers(people.mallory.email, "DPA-667"), signer=people.mallory)
-    assert blocked(approved)[ACME][0] == "approver-not-authorised"
+    assert approved.blocked()[ACME][0] == "approver-not-authorised"
 
 
 def test_a_later_unapproved_edit_keeps_the_approved_version_live(approved: Installation, people: People) -> None:
@@ -112,7 +108,7 @@ def test_a_later_unapproved_edit_keeps_the_approved_version_live(approved: Insta
     approved.repo.commit("Quick fix straight on main")
     plan = approved.plan()
     assert plan["actions"] == []
-    assert blocked(approved)[ACME][0] == "awaiting-approval"
+    assert approved.blocked()[ACME][0] == "awaiting-approval"
     approved.apply()
     status = approved.status()[ACME]
     assert status["approval"]["commit"] == first
@@ -140,7 +136,7 @@ def test_an_unapproved_deletion_keeps_the_partner(approved: Installation, people
     approved.repo.delete(ACME_FILE)
     approved.repo.commit("Oops")
     assert approved.plan()["actions"] == []
-    assert blocked(approved)[ACME][0] == "awaiting-approval"
+    assert approved.blocked()[ACME][0] == "awaiting-approval"
 
 
 def test_tenant_policy_changes_need_the_trust_root(approved: Installation, people: People) -> None:
@@ -149,7 +145,7 @@ def test_tenant_policy_changes_need_the_trust_root(approved: Installation, peopl
     approved.repo.commit("Allow us-east" + trailers(people.alice.email, "DPA-9"), signer=people.alice)
     approved.repo.write_partner(edit(PARTNER, "region: eu-west", "region: us-east"))
     approved.repo.commit("ACME in us-east" + trailers(people.alice.email, "DPA-9"), signer=people.alice)
-    found = blocked(approved)
+    found = approved.blocked()
     assert found[ACME][0] == "invalid-manifest"  # RES-01 against the approved policy
     assert "RES-01" in found[ACME][1]
 
@@ -157,7 +153,7 @@ def test_tenant_policy_changes_need_the_trust_root(approved: Installation, peopl
     approved.repo.commit("Platform approves us-east" + trailers(people.owner.email, "PLAT-7"), signer=people.owner)
     approved.repo.write_partner(edit(PARTNER, "region: eu-west", "region: us-east") + "# re-approved\n")
     approved.repo.commit("ACME in us-east" + trailers(people.alice.email, "DPA-9"), signer=people.alice)
-    assert blocked(approved) == {}
+    assert approved.blocked() == {}
     assert approved.plan()["actions"][0]["action"] == "register-partner"
 
 

@@ -37,10 +37,6 @@ def pull_request(installation: Installation, github: FakeGitHub, *, body: str = 
     return older, head, merge
 
 
-def blocked(installation: Installation) -> dict[str, tuple[str, str]]:
-    return {b["partner"]: (b["reason"], b["message"]) for b in installation.plan()["blocked"]}
-
-
 def run_github(installation: Installation, *args: str) -> dict[str, object]:
     result = installation.run("--output", "json", *args, approval="github")
     assert result.exit_code == 0, result

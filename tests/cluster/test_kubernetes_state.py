@@ -17,16 +17,10 @@ ACME = f"{TENANT}/acme-bank"
 NAME = f"{TENANT}.acme-bank"
 
 
-def onboard(installation: Installation, receiver: tuple[HttpRecorder, str], *names: str) -> None:
-    installation.repo.write_partners(receiver[1], *(names or ("acme-bank",)))
-    installation.repo.commit("Onboard partners")
-    installation.apply()
-
-
 def test_applied_partners_are_partner_integrations_with_status(
     cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
 ) -> None:
-    onboard(cluster_installation, receiver)
+    cluster_installation.onboard(hooks=receiver[1])
 
     found = kube_api.get("partnerintegrations", NAME)
     assert found is not None
@@ -45,7 +39,7 @@ def test_applied_partners_are_partner_integrations_with_status(
 def test_a_conflicting_write_is_retried_on_a_fresh_read(
     cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
 ) -> None:
-    onboard(cluster_installation, receiver)
+    cluster_installation.onboard(hooks=receiver[1])
     before = kube_api.requests["PUT partnerintegrations/status"]
     kube_api.conflicts = 2  # two writers get in first
     cluster_installation.run("credentials", "rotate", ACME)
@@ -64,7 +58,7 @@ def test_a_conflicting_write_is_retried_on_a_fresh_read(
 def test_applied_actions_and_log01_become_kubernetes_events(
     cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
 ) -> None:
-    onboard(cluster_installation, receiver)
+    cluster_installation.onboard(hooks=receiver[1])
     events = kube_api.items("events")
     reasons = {event["reason"] for event in events}
     assert {"PartnerRegistered", "CredentialIssued", "WebhookRegistered"} <= reasons
@@ -88,7 +82,7 @@ def test_a_missing_kubeconfig_is_a_clear_error(installation: Installation) -> No
 def test_no_secret_reaches_the_kubernetes_api(
     cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
 ) -> None:
-    onboard(cluster_installation, receiver)
+    cluster_installation.onboard(hooks=receiver[1])
     delivered = cluster_installation.deliver(ACME)
     cluster_installation.run("credentials", "rotate", ACME)
     rotated = cluster_installation.deliver(ACME)["client_secret"]
@@ -101,7 +95,7 @@ def test_no_secret_reaches_the_kubernetes_api(
 def test_the_gateway_asks_the_api_server_at_most_once_per_window(
     cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
 ) -> None:
-    onboard(cluster_installation, receiver)
+    cluster_installation.onboard(hooks=receiver[1])
     delivered = cluster_installation.deliver(ACME)
     app = apps.gateway(cluster_installation.home, state="kubernetes://scp", cache_seconds=60)
     server = UvicornThread(app)

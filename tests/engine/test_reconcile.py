@@ -14,12 +14,6 @@ ACME_FILE = f"partners/{TENANT}/acme-bank.yaml"
 BETA = f"{TENANT}/beta-ngo"
 
 
-def onboard(installation: Installation, text: str = PARTNER) -> None:
-    installation.repo.write_partner(text)
-    installation.repo.commit("Onboard ACME Bank")
-    installation.apply()
-
-
 def test_first_onboarding_registers_issues_and_registers_webhooks(installation: Installation) -> None:
     installation.repo.write_partner()
     revision = installation.repo.commit("Onboard ACME Bank")
@@ -76,7 +70,7 @@ def test_plan_is_deterministic_and_detailed_exitcode_counts_actions(installation
 
 
 def test_scope_change_updates_the_partner(installation: Installation) -> None:
-    onboard(installation)
+    installation.onboard()
     installation.repo.write_partner(edit(PARTNER, "    - payment:status:update\n", ""))
     installation.repo.commit("Drop payment:status:update")
     assert installation.actions() == [(ACME, "update-partner", "spec-changed")]
@@ -87,7 +81,7 @@ def test_scope_change_updates_the_partner(installation: Installation) -> None:
 
 
 def test_webhook_added_changed_and_removed(installation: Installation) -> None:
-    onboard(installation)
+    installation.onboard()
     moved = edit(PARTNER, "https://hooks.acme-bank.example/scp", "https://hooks.acme-bank.example/v2")
     installation.repo.write_partner(moved)
     installation.repo.commit("Move webhook")
@@ -114,7 +108,7 @@ def test_webhook_added_changed_and_removed(installation: Installation) -> None:
 
 
 def test_suspension_revokes_at_once_and_resuming_issues_anew(installation: Installation) -> None:
-    onboard(installation)
+    installation.onboard()
     secret = installation.deliver(ACME)["client_secret"]
     installation.repo.write_partner(edit(PARTNER, "suspended: false", "suspended: true"))
     installation.repo.commit("Suspend ACME")
@@ -136,7 +130,7 @@ def test_suspension_revokes_at_once_and_resuming_issues_anew(installation: Insta
 
 
 def test_approved_deletion_decommissions_and_revokes(installation: Installation) -> None:
-    onboard(installation)
+    installation.onboard()
     secret = installation.deliver(ACME)["client_secret"]
     installation.repo.delete(ACME_FILE)
     installation.repo.commit("Offboard ACME")
@@ -155,7 +149,7 @@ def test_approved_deletion_decommissions_and_revokes(installation: Installation)
 def test_rotation_when_due_then_overlap_then_revocation(
     installation: Installation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    onboard(installation)
+    installation.onboard()
     old = installation.deliver(ACME)["client_secret"]
     monkeypatch.setenv("PARTNERCTL_NOW", "2027-02-25T12:00:00Z")  # 89 days later
     assert installation.actions() == []
@@ -176,7 +170,7 @@ def test_rotation_when_due_then_overlap_then_revocation(
 
 
 def test_forced_rotation(installation: Installation) -> None:
-    onboard(installation)
+    installation.onboard()
     old = installation.deliver(ACME)["client_secret"]
     result = installation.run("credentials", "rotate", ACME)
     assert result.exit_code == 0, result
@@ -189,7 +183,7 @@ def test_forced_rotation(installation: Installation) -> None:
 
 
 def test_drift_is_detected_and_repaired(installation: Installation) -> None:
-    onboard(installation)
+    installation.onboard()
     installation.sql("secrets/secrets.db", "DELETE FROM credentials")
     assert installation.actions() == [(ACME, "issue-credential", "drift")]
     installation.sql("secrets/secrets.db", "DELETE FROM webhook_secrets")
@@ -202,7 +196,7 @@ def test_drift_is_detected_and_repaired(installation: Installation) -> None:
 
 
 def test_a_lost_local_secret_store_is_drift_and_everything_is_reissued(installation: Installation) -> None:
-    onboard(installation)
+    installation.onboard()
     shutil.rmtree(installation.home / "secrets")  # key and database gone, e.g. a disk restored without them
     assert installation.actions() == [(ACME, "issue-credential", "drift"), (ACME, "register-webhook", "drift")]
     installation.apply()
@@ -210,7 +204,7 @@ def test_a_lost_local_secret_store_is_drift_and_everything_is_reissued(installat
 
 
 def test_webhook_record_removed_from_state_is_registered_again(installation: Installation) -> None:
-    onboard(installation)
+    installation.onboard()
     installation.sql("state.db", "UPDATE partners SET data = json_set(data, '$.webhooks', json('{}'))")
     assert installation.actions() == [(ACME, "register-webhook", "webhook-added")]
     installation.apply()
@@ -236,7 +230,7 @@ def test_broken_manifest_beside_good_ones_blocks_only_itself(installation: Insta
 
 
 def test_invalid_edit_keeps_the_applied_version_live(installation: Installation) -> None:
-    onboard(installation)
+    installation.onboard()
     installation.repo.write_partner(edit(PARTNER, "method: oauth2-client-credentials", "method: api-key"))
     installation.repo.commit("Switch to API keys")
     plan = installation.plan()
@@ -268,7 +262,7 @@ def test_only_committed_files_count_and_ref_selects_the_revision(installation: I
 
 
 def test_delivery_is_once_and_a_second_pickup_is_refused_and_audited(installation: Installation) -> None:
-    onboard(installation)
+    installation.onboard()
     delivered = installation.deliver(ACME)
     assert delivered["client_secret"].startswith("scp_cs_")
     assert delivered["token_endpoint"].endswith("/oauth2/token")
@@ -291,7 +285,7 @@ def test_not_a_git_repository_is_a_clear_error(installation: Installation, tmp_p
 def test_a_plan_with_nothing_to_do_still_sees_hand_edits_and_due_rotations(
     installation: Installation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    onboard(installation)
+    installation.onboard()
     assert installation.actions() == []
     assert installation.actions() == []  # answered from the memo of the plan before
     installation.sql("secrets/secrets.db", "UPDATE credentials SET state = 'revoked'")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 
 from reconciler.backends.sqlite.secrets import LocalSecretStore
@@ -27,53 +26,55 @@ def hooks(receiver: tuple[HttpRecorder, str]) -> str:
     return receiver[1]
 
 
-def onboard(installation: Installation, hook_url: str, *names: str) -> None:
-    installation.repo.write_partners(hook_url, *(names or ("acme-bank",)))
-    installation.repo.commit("Onboard partners")
-    installation.apply()
-
-
-def pick_up(installation: Installation, partner: str) -> dict[str, str]:
-    wrapped = installation.deliver(partner)
-    assert set(wrapped) == {"partner", "wrap_token", "wrap_ttl"} and wrapped["wrap_ttl"] == 86400
-    result = installation.unwrap(wrapped["wrap_token"])
-    assert result.exit_code == 0, result
-    return dict(result.json())
-
-
-def token_for(gateway_url: str, credentials: dict[str, str]) -> httpx.Response:
-    return httpx.post(
-        f"{gateway_url}/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(credentials["client_id"], credentials["client_secret"]),
-    )
-
-
 def test_credentials_issued_into_vault_are_delivered_wrapped_and_work_at_the_gateway(
     vault_installation: Installation, vault: VaultSpace, hooks: str
 ) -> None:
-    onboard(vault_installation, hooks)
+    vault_installation.onboard(hooks=hooks)
     assert vault_installation.status(ACME)[ACME]["credential"]["clientId"] == "ministry-social-affairs.acme-bank"
     assert vault_installation.plan()["actions"] == []
 
-    delivered = pick_up(vault_installation, ACME)
+    delivered = vault_installation.pick_up_wrapped(ACME)
     assert delivered["client_secret"].startswith("scp_cs_")
     assert set(delivered["webhook_secrets"]) == {"payment-events"}
 
     app = apps.gateway(vault_installation.home, secrets=vault.url, cache_seconds=5)
     server = UvicornThread(app)
     try:
-        answer = token_for(server.url, delivered)
+        answer = apps.token_for(server.url, delivered)
         assert answer.status_code == 200, answer.text
-        wrong = token_for(server.url, {**delivered, "client_secret": delivered["client_secret"][:-2] + "xx"})
+        wrong = apps.token_for(server.url, {**delivered, "client_secret": delivered["client_secret"][:-2] + "xx"})
         assert wrong.status_code == 401
     finally:
         server.stop()
         app.stores.close()
 
 
+def test_a_sealed_vault_gets_partners_a_503_with_retry_after(
+    vault_installation: Installation, vault: VaultSpace, hooks: str
+) -> None:
+    if not vault.server.ours:
+        pytest.skip("sealing needs the unseal key of a server we started")
+    vault_installation.onboard(hooks=hooks)
+    delivered = vault_installation.pick_up_wrapped(ACME)
+    app = apps.gateway(vault_installation.home, secrets=vault.url, cache_seconds=5)
+    server = UvicornThread(app)
+    try:
+        vault.server.seal()
+        try:
+            answer = apps.token_for(server.url, delivered)
+        finally:
+            vault.server.unseal()
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == "temporarily_unavailable" and int(answer.headers["retry-after"]) > 0
+        assert delivered["client_secret"] not in answer.text
+        assert apps.token_for(server.url, delivered).status_code == 200  # unsealed: back at once
+    finally:
+        server.stop()
+        app.stores.close()
+
+
 def test_a_wrap_token_unwraps_once_and_a_second_unwrap_is_audited(vault_installation: Installation, hooks: str) -> None:
-    onboard(vault_installation, hooks)
+    vault_installation.onboard(hooks=hooks)
     wrapped = vault_installation.deliver(ACME)
     assert vault_installation.unwrap(wrapped["wrap_token"]).exit_code == 0
 
@@ -91,14 +92,14 @@ def test_a_wrap_token_unwraps_once_and_a_second_unwrap_is_audited(vault_installa
 def test_vault_holds_only_keyed_hashes_ciphertexts_and_metadata(
     vault_installation: Installation, vault: VaultSpace, hooks: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    onboard(vault_installation, hooks, "acme-bank", "beta-ngo")
+    vault_installation.onboard("acme-bank", "beta-ngo", hooks=hooks)
     outputs = [vault_installation.run("--output", "json", "plan").stdout]
     secrets = []
     for partner in (ACME, BETA):
-        delivered = pick_up(vault_installation, partner)
+        delivered = vault_installation.pick_up_wrapped(partner)
         secrets += [delivered["client_secret"], *delivered["webhook_secrets"].values()]
     vault_installation.run("credentials", "rotate", ACME)
-    secrets.append(pick_up(vault_installation, ACME)["client_secret"])
+    secrets.append(vault_installation.pick_up_wrapped(ACME)["client_secret"])
     monkeypatch.setenv("PARTNERCTL_NOW", "2027-03-01T00:00:00Z")
     outputs.append(vault_installation.run("--output", "json", "apply").stdout)
     for command in (("--output", "json", "status"), ("audit", "log"), ("audit", "verify")):
@@ -120,21 +121,21 @@ def test_vault_holds_only_keyed_hashes_ciphertexts_and_metadata(
 def test_a_credential_deleted_in_vault_by_hand_is_planned_and_reissued(
     vault_installation: Installation, vault: VaultSpace, hooks: str
 ) -> None:
-    onboard(vault_installation, hooks)
+    vault_installation.onboard(hooks=hooks)
     vault.delete(ACME)
 
     actions = vault_installation.actions()
     assert (ACME, "issue-credential", "drift") in actions
     vault_installation.apply()
     assert vault_installation.plan()["actions"] == []
-    assert pick_up(vault_installation, ACME)["client_secret"].startswith("scp_cs_")
+    assert vault_installation.pick_up_wrapped(ACME)["client_secret"].startswith("scp_cs_")
 
 
 def test_a_credential_altered_in_vault_by_hand_is_voided_and_reissued(
     vault_installation: Installation, vault: VaultSpace, hooks: str
 ) -> None:
-    onboard(vault_installation, hooks)
-    old = pick_up(vault_installation, ACME)
+    vault_installation.onboard(hooks=hooks)
+    old = vault_installation.pick_up_wrapped(ACME)
     record, _ = vault.record(ACME)
     record["generations"][0]["issued_at"] = "2030-01-01T00:00:00+00:00"  # e.g. to dodge rotation
     vault.write(ACME, record)
@@ -143,7 +144,7 @@ def test_a_credential_altered_in_vault_by_hand_is_voided_and_reissued(
     vault_installation.apply()
     revoked = [e for e in vault_installation.audit() if e["event"] == "credential.revoked"]
     assert [e["details"]["reason"] for e in revoked] == ["record altered outside partnerctl"]
-    new = pick_up(vault_installation, ACME)
+    new = vault_installation.pick_up_wrapped(ACME)
     assert new["client_secret"] != old["client_secret"]
     assert vault_installation.plan()["actions"] == []
     assert vault_installation.run("audit", "verify").exit_code == 0
@@ -182,7 +183,7 @@ def test_an_embedded_installation_moves_into_vault_without_reissuing_anything(
     git_repo: GitPartnerRepo, tmp_path: Path, vault: VaultSpace, hooks: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     local = Installation(git_repo, tmp_path / "home", extra=("--dev-allow-loopback-webhooks",))
-    onboard(local, hooks, "acme-bank", "beta-ngo")
+    local.onboard("acme-bank", "beta-ngo", hooks=hooks)
     acme = local.deliver(ACME)  # picked up in clear before the move; BETA's pickup is still pending
     signing_key = TokenAuthority(LocalSecretStore(local.home / "secrets"), issuer="https://gw.example").jwks()
 
@@ -199,7 +200,7 @@ def test_an_embedded_installation_moves_into_vault_without_reissuing_anything(
     assert store.verify(acme["client_id"], acme["client_secret"]) is not None, "the partner's secret still works"
     assert store.webhook_secret(ACME, "payment-events") == acme["webhook_secrets"]["payment-events"]
     assert TokenAuthority(store, issuer="https://gw.example").jwks() == signing_key
-    beta = pick_up(moved, BETA)
+    beta = moved.pick_up_wrapped(BETA)
     assert store.verify(beta["client_id"], beta["client_secret"]) is not None
     store.close()
 

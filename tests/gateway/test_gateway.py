@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 import httpx
 import jwt
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from reconciler.credentials import Credential
+from reconciler.gateway import Gateway
+from reconciler.stores import SecretStore, Stores
 from tests.conftest import Onboarded
+from tests.support import apps
 from tests.support.repo import TENANT, edit
+from tests.support.servers import UvicornThread
 
 ACME = f"{TENANT}/acme-bank"
 APPROVED = ["beneficiary:read:anonymous", "payment:status:read", "payment:status:update"]
@@ -222,3 +228,49 @@ def test_oversized_bodies_are_refused(onboarded: Onboarded) -> None:
     response = httpx.post(f"{onboarded.gateway.url}/oauth2/token", content=b"grant_type=" + b"x" * (1024 * 1024 + 1),
                           headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
     assert response.status_code == 413
+
+
+class HeldSecretStore:
+    """The installation's secret store, except that verifying a secret waits until the test lets it go:
+    a Vault that has become slow."""
+
+    def __init__(self, store: SecretStore) -> None:
+        self._store = store
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def verify(self, client_id: str, secret: str) -> Credential | None:
+        self.entered.set()
+        self.release.wait(30)
+        return self._store.verify(client_id, secret)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def test_a_slow_store_call_does_not_hold_up_other_requests(onboarded: Onboarded) -> None:
+    stores = apps.stores(onboarded.installation.home)
+    held = HeldSecretStore(stores.secrets)
+    app = Gateway(Stores(stores.partners, stores.journal, held), issuer=apps.ISSUER)  # type: ignore[arg-type]
+    server = UvicornThread(app)
+    access = token(onboarded)  # from the fixture's gateway: the same installation
+    slow: list[httpx.Response] = []
+    creds = onboarded.credentials
+    waiting = threading.Thread(target=lambda: slow.append(httpx.post(
+        f"{server.url}/oauth2/token", data={"grant_type": "client_credentials"},
+        auth=(creds["client_id"], creds["client_secret"]), timeout=60)))  # fmt: skip
+    try:
+        waiting.start()
+        assert held.entered.wait(10), "the token request never reached the secret store"
+        # While that verification hangs, the gateway still answers everyone else.
+        assert httpx.get(f"{server.url}/.well-known/jwks.json", timeout=5).status_code == 200
+        assert httpx.get(f"{server.url}/v1/ping", headers={"Authorization": f"Bearer {access}"},
+                         timeout=5).status_code == 200  # fmt: skip
+        assert waiting.is_alive() and not slow
+        held.release.set()
+        waiting.join(30)
+        assert slow[0].status_code == 200
+    finally:
+        held.release.set()
+        server.stop()
+        app.close()
+        stores.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from reconciler.backends import open_stores
 from reconciler.gateway.app import Gateway
 from reconciler.gateway.upstream import HttpUpstream
@@ -33,3 +35,9 @@ def gateway(
 
 def dispatcher(home: Path, *, loopback: bool = True, **options: int) -> Dispatcher:
     return Dispatcher(stores(home), HttpTransport(allow_loopback=loopback), **options)  # type: ignore[arg-type]
+
+
+def token_for(gateway_url: str, credentials: dict[str, str]) -> httpx.Response:
+    """The client-credentials grant with a partner's delivered credentials."""
+    return httpx.post(f"{gateway_url}/oauth2/token", data={"grant_type": "client_credentials"},
+                      auth=(credentials["client_id"], credentials["client_secret"]))  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Any
 from reconciler.backends.sqlite.secrets import LocalSecretStore
 from tests.support.cli import Result, partnerctl
 from tests.support.gitrepo import GitPartnerRepo
+from tests.support.repo import PARTNER
 
 
 @dataclass
@@ -40,6 +41,30 @@ class Installation:
 
     def apply(self) -> dict[str, Any]:
         result = self.run("--output", "json", "apply")
+        assert result.exit_code == 0, result
+        return dict(result.json())
+
+    def onboard(self, *names: str, hooks: str | None = None, text: str | None = None) -> None:
+        """Commit partners and apply: ``text`` as ACME, or copies of the example named ``names`` (ACME when
+        none) with their webhooks at ``hooks``/NAME (a receiver on loopback)."""
+        if text is not None:
+            self.repo.write_partner(text)
+        elif hooks is not None:
+            self.repo.write_partners(hooks, *(names or ("acme-bank",)))
+        else:
+            self.repo.write_partner(PARTNER)
+        self.repo.commit("Onboard partners")
+        self.apply()
+
+    def blocked(self) -> dict[str, tuple[str, str]]:
+        """The plan's blocked changes: partner -> (reason, message)."""
+        return {item["partner"]: (item["reason"], item["message"]) for item in self.plan()["blocked"]}
+
+    def pick_up_wrapped(self, partner: str) -> dict[str, str]:
+        """A Vault-mode delivery, unwrapped as the Tech Lead would."""
+        wrapped = self.deliver(partner)
+        assert set(wrapped) == {"partner", "wrap_token", "wrap_ttl"} and wrapped["wrap_ttl"] == 86400
+        result = self.unwrap(wrapped["wrap_token"])
         assert result.exit_code == 0, result
         return dict(result.json())
 
