@@ -15,10 +15,10 @@ def now() -> datetime:
         return datetime.now(UTC)
     try:
         moment = datetime.fromisoformat(override.replace("Z", "+00:00"))
-    except ValueError:
+    except ValueError as error:
         raise UsageError(
             f"PARTNERCTL_NOW={override!r} is not an ISO 8601 time; use e.g. 2027-01-31T12:00:00Z"
-        ) from None
+        ) from error
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

@@ -42,7 +42,7 @@ def publish_command(ctx: click.Context, /, event_type: str, data: str | None, fi
     try:
         payload = json.loads(text)
     except ValueError as error:
-        raise UsageError(f"event data is not valid JSON: {error}") from None
+        raise UsageError(f"event data is not valid JSON: {error}") from error
     from reconciler.webhooks.events import publish
 
     with wiring.stores(settings) as stores:

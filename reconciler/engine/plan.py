@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from reconciler.credentials import Credential
+from reconciler.credentials import Credential, active_credential
 from reconciler.engine.desired import DesiredPartner, DesiredState
 from reconciler.stores.records import PartnerRecord, WebhookRecord
 from reconciler.vocabulary import ActionName, CredentialState, Health, Phase
@@ -134,7 +134,7 @@ def _converge(
     suspended = bool(spec.get("suspended", False))
     actions: list[Action] = []
     new = record is None or record.decommissioned or record.blob is None
-    active = [credential for credential in credentials if credential.state == CredentialState.ACTIVE]
+    active = active_credential(credentials)
     previous = [credential for credential in credentials if credential.state == CredentialState.PREVIOUS]
 
     if new:
@@ -155,14 +155,14 @@ def _converge(
         )
     else:
         rotation_days, _ = rotation_settings(partner, record)
-        if not active:
+        if active is None:
             reason = "new-partner" if new else ("resumed" if record is not None and record.suspended else "drift")
             details = {} if reason != "drift" else {"problem": "no active credential in the secret store"}
             actions.append(Action(key, ActionName.ISSUE_CREDENTIAL, reason, details))
-        elif active[0].due_for_rotation(now, rotation_days):
-            due = active[0].rotates_at(rotation_days)
+        elif active.due_for_rotation(now, rotation_days):
+            due = active.rotates_at(rotation_days)
             actions.append(
-                Action(key, ActionName.ROTATE_CREDENTIAL, "rotation-due", {"credentialId": active[0].credential_id,
+                Action(key, ActionName.ROTATE_CREDENTIAL, "rotation-due", {"credentialId": active.credential_id,
                                                                   "dueAt": due.isoformat()})
             )  # fmt: skip
         actions.extend(

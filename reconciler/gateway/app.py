@@ -113,10 +113,6 @@ class Directory:
         return self._records[key], self._credentials[key]
 
 
-def usable(record: PartnerRecord | None) -> bool:
-    return record is not None and record.usable
-
-
 class Gateway:
     def __init__(self, stores: Stores, *, issuer: str, upstream: Upstream | None = None) -> None:
         self.stores = stores

@@ -83,7 +83,7 @@ class TokenAuthority:
                          "require": ["exp", "iat", "sub", "client_id", "scope", "jti"]},
             )  # fmt: skip
         except jwt.PyJWTError as error:
-            raise TokenError(type(error).__name__) from None
+            raise TokenError(type(error).__name__) from error
         if int(claims["exp"]) <= now.timestamp():
             raise TokenError("expired")
         return AccessToken(

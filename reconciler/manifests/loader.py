@@ -108,7 +108,7 @@ def _decode(raw: bytes) -> str:
         raise YamlProblem(
             f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it as UTF-8",
             line,
-        ) from None
+        ) from exc
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise YamlProblem("file contains a NUL character; manifests are text", line)
@@ -128,9 +128,9 @@ class _Parser:
         try:
             return self.compose_documents(text)
         except self.error_type as exc:
-            raise YamlProblem(_describe_parse_error(exc), _parse_error_line(exc)) from None
-        except RecursionError:
-            raise YamlProblem(f"nesting is deeper than {MAX_DEPTH} levels", 1) from None
+            raise YamlProblem(_describe_parse_error(exc), _parse_error_line(exc)) from exc
+        except RecursionError as exc:
+            raise YamlProblem(f"nesting is deeper than {MAX_DEPTH} levels", 1) from exc
 
 
 if HAVE_LIBYAML:

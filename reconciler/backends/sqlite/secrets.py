@@ -280,7 +280,7 @@ class LocalSecretStore:
     def _revoke(self, credential_id: str, partner: str, now: datetime, reason: str) -> None:
         was_active = (
             self._db.execute("SELECT state FROM credentials WHERE credential_id = ?", (credential_id,)).fetchone()[0]
-            == "active"
+            == CredentialState.ACTIVE
         )
         self._db.execute(
             "UPDATE credentials SET state = 'revoked', revoked_at = ? WHERE credential_id = ?",
@@ -356,21 +356,25 @@ class ExportedPartner:
 def _master_key(path: Path) -> bytes:
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _existing_key(path)
     except OSError as error:
-        if not isinstance(error, FileExistsError):
-            raise Stalled(f"cannot create the secret-store key {path}: {error.strerror}") from error
-        try:
-            key = path.read_bytes()
-        except OSError as error:
-            raise Stalled(f"cannot read the secret-store key {path}: {error.strerror}") from error
-        if len(key) != 32:
-            raise IntegrityError(f"{path} is not a partnerctl secret-store key (expected 32 bytes)") from None
-        return key
+        raise Stalled(f"cannot create the secret-store key {path}: {error.strerror}") from error
     key = secrets.token_bytes(32)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key)
         handle.flush()
         os.fsync(handle.fileno())
+    return key
+
+
+def _existing_key(path: Path) -> bytes:
+    try:
+        key = path.read_bytes()
+    except OSError as error:
+        raise Stalled(f"cannot read the secret-store key {path}: {error.strerror}") from error
+    if len(key) != 32:
+        raise IntegrityError(f"{path} is not a partnerctl secret-store key (expected 32 bytes)")
     return key
 
 
