@@ -13,11 +13,12 @@ import pytest
 
 from reconciler.gateway.app import Gateway
 from tests.support import apps
+from tests.support.apiserver import KubeServers, find_binaries
+from tests.support.cluster import Cluster, opened_cluster
 from tests.support.engine import Installation
 from tests.support.github import TOKEN as GITHUB_TOKEN
 from tests.support.github import FakeGitHub, RunningGitHub
 from tests.support.gitrepo import GitPartnerRepo
-from tests.support.kube import FakeKubernetes, RunningKubernetes
 from tests.support.repo import PARTNER, TENANT, TODAY, PartnerRepo, policy_text
 from tests.support.servers import HttpRecorder, UvicornThread
 from tests.support.signing import Signer, make_signer, trailers, trust_root_yaml
@@ -169,19 +170,39 @@ def vault_installation(vault: VaultSpace, git_repo: GitPartnerRepo, tmp_path: Pa
     return Installation(git_repo, tmp_path / "home", extra=("--secrets", vault.url, "--dev-allow-loopback-webhooks"))
 
 
-@pytest.fixture
-def kube_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKubernetes]:
-    """A local Kubernetes API (PartnerIntegrations, Leases, Events); KUBECONFIG points at it."""
-    fake = FakeKubernetes()
-    server = RunningKubernetes(fake, tmp_path)
-    monkeypatch.setenv("KUBECONFIG", str(server.kubeconfig))
-    yield fake
-    server.stop()
+NO_REAL_KUBERNETES = "the real Kubernetes API server is not built here (it needs Go): run make kube"
+
+
+@pytest.fixture(scope="session")
+def kube_servers() -> Iterator[KubeServers | None]:
+    """A real etcd and kube-apiserver for the session, the CRD of deploy/ installed; None without Go."""
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        yield None
+        return
+    with KubeServers(bin_dir) as servers:
+        servers.kubectl("apply", "-f", str(PROJECT_ROOT / "deploy" / "base" / "crd.yaml"))
+        servers.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                        "crd/partnerintegrations.partners.scp.dev")  # fmt: skip
+        yield servers
+
+
+@pytest.fixture(params=["fake", "real"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A Kubernetes API: our fake (fast), and the real API server in a namespace of its own, where
+    partnerctl is the least-privilege identity of deploy/base/rbac.yaml. KUBECONFIG points at it."""
+    servers = request.getfixturevalue("kube_servers") if request.param == "real" else None
+    if request.param == "real" and servers is None:
+        pytest.skip(NO_REAL_KUBERNETES)
+    with opened_cluster(request.param, tmp_path, servers) as opened:
+        monkeypatch.setenv("KUBECONFIG", str(opened.kubeconfig))
+        yield opened
 
 
 @pytest.fixture
-def cluster_installation(kube_api: FakeKubernetes, git_repo: GitPartnerRepo, tmp_path: Path) -> Installation:
-    """An installation keeping partner records as PartnerIntegrations in namespace scp."""
+def cluster_installation(cluster: Cluster, git_repo: GitPartnerRepo, tmp_path: Path) -> Installation:
+    """An installation keeping partner records as PartnerIntegrations in the cluster's namespace."""
     return Installation(
-        git_repo, tmp_path / "home", extra=("--state", "kubernetes://scp", "--dev-allow-loopback-webhooks")
-    )
+        git_repo, tmp_path / "home", extra=("--state", f"kubernetes://{cluster.namespace}",
+                                            "--dev-allow-loopback-webhooks")
+    )  # fmt: skip

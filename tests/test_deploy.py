@@ -14,17 +14,18 @@ import yaml
 from reconciler.backends.kubernetes.leader import LeaseElector
 from reconciler.backends.kubernetes.state import _new_object, _status
 from reconciler.stores.records import PartnerRecord, WebhookRecord
+from tests.support.cluster import FakeCluster
 from tests.support.engine import Installation
-from tests.support.kube import FakeKubernetes
 from tests.support.servers import HttpRecorder
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+BASE = DEPLOY / "base"
 KUBERNETES_VERSION = "1.30.0"
 
 
 def documents() -> list[dict[str, Any]]:
     found = []
-    for path in sorted(DEPLOY.glob("*.yaml")):
+    for path in sorted(BASE.glob("*.yaml")):
         if path.name != "kustomization.yaml":
             found += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
     return found
@@ -40,10 +41,10 @@ def test_every_manifest_is_valid_for_kubernetes(document: dict[str, Any]) -> Non
 
 
 def test_kustomizations_list_every_manifest() -> None:
-    manifests = sorted(p.name for p in DEPLOY.glob("*.yaml") if p.name != "kustomization.yaml")
-    assert sorted(yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"]) == manifests
-    kind_overlay = yaml.safe_load((DEPLOY / "kind" / "kustomization.yaml").read_text())
-    assert sorted(path.removeprefix("../") for path in kind_overlay["resources"]) == manifests
+    manifests = sorted(p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"]) == manifests
+    assert yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"] == ["base"]
+    assert yaml.safe_load((DEPLOY / "kind" / "kustomization.yaml").read_text())["resources"] == ["../base"]
 
 
 def test_the_crd_has_a_status_subresource_and_the_printer_columns() -> None:
@@ -116,8 +117,9 @@ def allowed(rules: list[dict[str, Any]], verb: str, group: str, resource: str, n
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("cluster", ["fake"], indirect=True)  # the fake logs every request it answers
 def test_the_role_allows_what_partnerctl_does_and_nothing_broader(
-    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+    cluster_installation: Installation, cluster: FakeCluster, receiver: tuple[HttpRecorder, str]
 ) -> None:
     (role,) = kind("Role")
     rules = role["rules"]
@@ -134,7 +136,7 @@ def test_the_role_allows_what_partnerctl_does_and_nothing_broader(
 
     verbs = {"GET": "get", "LIST": "list", "POST": "create", "PUT": "update", "DELETE": "delete"}
     groups = {"partnerintegrations": "partners.scp.dev", "leases": "coordination.k8s.io", "events": ""}
-    for request in kube_api.requests:
+    for request in cluster.fake.requests:
         method, resource = request.split()
         name = "partnerctl-leader" if resource == "leases" and method != "POST" else None
         assert allowed(rules, verbs[method], groups[resource.split("/")[0]], resource, name), request

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,34 +19,58 @@ from reconciler.backends.sqlite.state import SCHEMA, SqliteJournal, SqlitePartne
 from reconciler.stores.partners import PartnerStore
 from reconciler.stores.records import AuditEvent, AuditHead, PartnerRecord, WebhookRecord
 from reconciler.vocabulary import Event, Health, Phase
-from tests.support.kube import FakeKubernetes
+from tests.conftest import NO_REAL_KUBERNETES
+from tests.support.cluster import Cluster, opened_cluster
 
 ACME, BETA = "ministry-social-affairs/acme-bank", "ministry-social-affairs/beta-ngo"
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "kubernetes"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PartnerStore]:
-    if request.param == "sqlite":
-        opened: PartnerStore = SqlitePartners(Database(tmp_path / "state.db", SCHEMA))
-    else:
-        request.getfixturevalue("kube_api")
-        opened = KubernetesPartners("scp")
-    yield opened
-    opened.close()
+@dataclass
+class Backend:
+    """A partner-record store under test, and the cluster behind it when it is Kubernetes."""
 
+    store: PartnerStore
+    cluster: Cluster | None = None
+    database: Path | None = None
 
-def edit_by_hand(store: PartnerStore, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    """Change ACME's record behind the store's back, as an operator with access to the backend would."""
-    if isinstance(store, SqlitePartners):
-        with sqlite3.connect(tmp_path / "state.db") as db:
-            db.execute("""UPDATE partners SET data = replace(data, '"ACTIVE"', '"SUSPENDED"')""")
-    else:
-        fake: FakeKubernetes = request.getfixturevalue("kube_api")
-        with fake.lock:
-            stored = fake.objects["partnerintegrations", "scp", "ministry-social-affairs.acme-bank"]
+    def edit_by_hand(self) -> None:
+        """Change ACME's record behind the store's back, as an operator with access to the backend would."""
+        if self.database is not None:
+            with sqlite3.connect(self.database) as db:
+                db.execute("""UPDATE partners SET data = replace(data, '"ACTIVE"', '"SUSPENDED"')""")
+            return
+        assert self.cluster is not None
+
+        def suspend(stored: dict[str, Any]) -> None:
             stored["status"]["record"]["phase"] = "SUSPENDED"
-            fake._stamp(stored, "partnerintegrations")
+
+        self.cluster.edit("partnerintegrations", "ministry-social-affairs.acme-bank", suspend, status=True)
+
+
+@contextmanager
+def kubernetes(kind: str, request: pytest.FixtureRequest, folder: Path) -> Iterator[Cluster]:
+    """The fake or the real API server (as conftest's ``cluster``), KUBECONFIG pointing at it."""
+    servers = request.getfixturevalue("kube_servers") if kind == "real" else None
+    if kind == "real" and servers is None:
+        pytest.skip(NO_REAL_KUBERNETES)
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    with opened_cluster(kind, folder, servers) as opened:
+        monkeypatch.setenv("KUBECONFIG", str(opened.kubeconfig))
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", "kubernetes (fake)", "kubernetes (real)"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        store = SqlitePartners(Database(tmp_path / "state.db", SCHEMA))
+        yield Backend(store, database=tmp_path / "state.db")
+        store.close()
+        return
+    with kubernetes("real" if "real" in request.param else "fake", request, tmp_path) as cluster:
+        opened = KubernetesPartners(cluster.namespace)
+        yield Backend(opened, cluster)
+        opened.close()
 
 
 def record(key: str, phase: str = "ACTIVE") -> PartnerRecord:
@@ -54,23 +81,24 @@ def record(key: str, phase: str = "ACTIVE") -> PartnerRecord:
                                    "approvedAt": "2026-11-28T12:00:00+00:00"})  # fmt: skip
 
 
-def test_saved_records_read_back_whole(store: PartnerStore) -> None:
+def test_saved_records_read_back_whole(backend: Backend) -> None:
+    store = backend.store
     store.save([record(ACME), record(BETA, "AWAITING_HANDSHAKE")])
     assert store.partners() == {ACME: record(ACME), BETA: record(BETA, "AWAITING_HANDSHAKE")}
     assert store.partner(ACME) == record(ACME)
     assert store.partner("ministry-social-affairs/nobody") is None
 
 
-def test_a_record_is_replaced_by_its_next_save(store: PartnerStore) -> None:
+def test_a_record_is_replaced_by_its_next_save(backend: Backend) -> None:
+    store = backend.store
     store.save([record(ACME)])
     store.save([record(ACME, "SUSPENDED")])
     assert store.partner(ACME) == record(ACME, "SUSPENDED")
     assert list(store.partners()) == [ACME]
 
 
-def test_the_version_moves_with_every_change_hand_edits_included(
-    store: PartnerStore, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def test_the_version_moves_with_every_change_hand_edits_included(backend: Backend) -> None:
+    store = backend.store
     store.save([record(ACME)])
     before = store.version()
     assert before is not None and store.version() == before, "reading changes nothing"
@@ -78,21 +106,22 @@ def test_the_version_moves_with_every_change_hand_edits_included(
     after_save = store.version()
     assert after_save != before
     store.save([record(ACME)])
-    edit_by_hand(store, request, tmp_path)
+    backend.edit_by_hand()
     assert store.version() not in (before, after_save, None)
     assert store.partner(ACME) is not None and store.partner(ACME).phase == "SUSPENDED"  # type: ignore[union-attr]
 
 
-@pytest.fixture(params=["same database", "kubernetes records"])
+@pytest.fixture(params=["same database", "kubernetes records (fake)", "kubernetes records (real)"])
 def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[SqliteJournal, PartnerStore]]:
     database = Database(tmp_path / "state.db", SCHEMA)
     if request.param == "same database":
-        partners: PartnerStore = SqlitePartners(database)
+        partners = SqlitePartners(database)
+        yield SqliteJournal(database, home=tmp_path, partners=partners), partners
     else:
-        request.getfixturevalue("kube_api")
-        partners = KubernetesPartners("scp")
-    yield SqliteJournal(database, home=tmp_path, partners=partners), partners
-    partners.close()
+        with kubernetes("real" if "real" in request.param else "fake", request, tmp_path / "kube") as cluster:
+            kube = KubernetesPartners(cluster.namespace)
+            yield SqliteJournal(database, home=tmp_path, partners=kube), kube
+            kube.close()
     database.close()
 
 

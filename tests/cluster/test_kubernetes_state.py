@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from tests.support import apps
+from tests.support.cluster import Cluster, FakeCluster
 from tests.support.engine import Installation
-from tests.support.kube import FakeKubernetes
 from tests.support.leaks import assert_nowhere
 from tests.support.repo import TENANT
 from tests.support.servers import HttpRecorder, UvicornThread
@@ -18,11 +19,11 @@ NAME = f"{TENANT}.acme-bank"
 
 
 def test_applied_partners_are_partner_integrations_with_status(
-    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+    cluster_installation: Installation, cluster: Cluster, receiver: tuple[HttpRecorder, str]
 ) -> None:
     cluster_installation.onboard(hooks=receiver[1])
 
-    found = kube_api.get("partnerintegrations", NAME)
+    found = cluster.get("partnerintegrations", NAME)
     assert found is not None
     assert found["spec"] == {"tenant": TENANT, "partner": "acme-bank"}
     assert found["metadata"]["labels"]["partners.scp.dev/tenant"] == TENANT
@@ -33,15 +34,16 @@ def test_applied_partners_are_partner_integrations_with_status(
     assert {c["type"] for c in status["conditions"]} >= {"Approved", "CredentialsIssued", "WebhooksRegistered"}
     assert status["webhooks"] == [{"name": "payment-events", "state": "active", "consecutiveFailures": 0}]
     assert cluster_installation.plan()["actions"] == [], "the records read back from the API"
-    assert kube_api.requests["PUT partnerintegrations/status"] >= 1
+    assert cluster.requests("PUT", "partnerintegrations/status") >= 1
 
 
+@pytest.mark.parametrize("cluster", ["fake"], indirect=True)  # conflicts on demand: the fake's
 def test_a_conflicting_write_is_retried_on_a_fresh_read(
-    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+    cluster_installation: Installation, cluster: FakeCluster, receiver: tuple[HttpRecorder, str]
 ) -> None:
     cluster_installation.onboard(hooks=receiver[1])
-    before = kube_api.requests["PUT partnerintegrations/status"]
-    kube_api.conflicts = 2  # two writers get in first
+    before = cluster.requests("PUT", "partnerintegrations/status")
+    cluster.fake.conflicts = 2  # two writers get in first
     cluster_installation.run("credentials", "rotate", ACME)
     cluster_installation.repo.write_partners(receiver[1], "acme-bank")
     text = cluster_installation.repo.root / "partners" / TENANT / "acme-bank.yaml"
@@ -50,16 +52,16 @@ def test_a_conflicting_write_is_retried_on_a_fresh_read(
     result = cluster_installation.apply()
 
     assert all(item["ok"] for item in result["results"]), result
-    assert kube_api.requests["PUT partnerintegrations/status"] >= before + 3, "409s were answered with retries"
-    found = kube_api.get("partnerintegrations", NAME)
+    assert cluster.requests("PUT", "partnerintegrations/status") >= before + 3, "409s were answered with retries"
+    found = cluster.get("partnerintegrations", NAME)
     assert found is not None and found["status"]["phase"] == "SUSPENDED"
 
 
 def test_applied_actions_and_log01_become_kubernetes_events(
-    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+    cluster_installation: Installation, cluster: Cluster, receiver: tuple[HttpRecorder, str]
 ) -> None:
     cluster_installation.onboard(hooks=receiver[1])
-    events = kube_api.items("events")
+    events = cluster.items("events")
     reasons = {event["reason"] for event in events}
     assert {"PartnerRegistered", "CredentialIssued", "WebhookRegistered"} <= reasons
     assert all(event["involvedObject"]["kind"] == "PartnerIntegration" for event in events)
@@ -68,7 +70,7 @@ def test_applied_actions_and_log01_become_kubernetes_events(
     receiver[0].status = 503  # the partner's endpoint starts failing
     for _ in range(5):
         cluster_installation.run("apply", "--check-interval", "0")
-    warnings = [e for e in kube_api.items("events") if e["type"] == "Warning"]
+    warnings = [e for e in cluster.items("events") if e["type"] == "Warning"]
     assert {"WebhookFailing", "WebhookDeactivated"} <= {e["reason"] for e in warnings}
     assert any("LOG-01" in e["message"] for e in warnings)
 
@@ -80,7 +82,7 @@ def test_a_missing_kubeconfig_is_a_clear_error(installation: Installation) -> No
 
 
 def test_no_secret_reaches_the_kubernetes_api(
-    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+    cluster_installation: Installation, cluster: Cluster, receiver: tuple[HttpRecorder, str]
 ) -> None:
     cluster_installation.onboard(hooks=receiver[1])
     delivered = cluster_installation.deliver(ACME)
@@ -88,24 +90,24 @@ def test_no_secret_reaches_the_kubernetes_api(
     rotated = cluster_installation.deliver(ACME)["client_secret"]
     cluster_installation.apply()
     secrets = [delivered["client_secret"], rotated, *delivered["webhook_secrets"].values()]
-    everything = {plural: json.dumps(kube_api.items(plural)).encode() for plural in ("partnerintegrations", "events")}
+    everything = {plural: json.dumps(cluster.items(plural)).encode() for plural in ("partnerintegrations", "events")}
     assert_nowhere(secrets, everything)
 
 
 def test_the_gateway_asks_the_api_server_at_most_once_per_window(
-    cluster_installation: Installation, kube_api: FakeKubernetes, receiver: tuple[HttpRecorder, str]
+    cluster_installation: Installation, cluster: Cluster, receiver: tuple[HttpRecorder, str]
 ) -> None:
     cluster_installation.onboard(hooks=receiver[1])
     delivered = cluster_installation.deliver(ACME)
-    app = apps.gateway(cluster_installation.home, state="kubernetes://scp", cache_seconds=60)
+    app = apps.gateway(cluster_installation.home, state=f"kubernetes://{cluster.namespace}", cache_seconds=60)
     server = UvicornThread(app)
     try:
-        lists_before = kube_api.requests["LIST partnerintegrations"]
+        lists_before = cluster.requests("LIST", "partnerintegrations")
         for _ in range(20):
             answer = httpx.post(f"{server.url}/oauth2/token", data={"grant_type": "client_credentials"},
                                 auth=(delivered["client_id"], delivered["client_secret"]))  # fmt: skip
             assert answer.status_code == 200, answer.text
-        assert kube_api.requests["LIST partnerintegrations"] - lists_before <= 1, "20 requests, one change check"
+        assert cluster.requests("LIST", "partnerintegrations") - lists_before <= 1, "20 requests, one change check"
     finally:
         server.stop()
         app.stores.close()

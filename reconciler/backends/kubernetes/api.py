@@ -60,12 +60,12 @@ def call(what: str, request: Callable[[], Any], *, missing: Callable[[], Any] | 
         if error.status in (401, 403):
             raise Stalled(
                 f"the Kubernetes API refused to {what} ({error.status} {_reason(error)}): check the service "
-                "account's Role (deploy/rbac.yaml) and that the PartnerIntegration CRD is installed"
+                "account's Role (deploy/base/rbac.yaml) and that the PartnerIntegration CRD is installed"
             ) from error
         if error.status == 404:
             raise Stalled(
                 f"the Kubernetes API has nothing at the path used to {what}: is the PartnerIntegration CRD "
-                "installed? kubectl apply -f deploy/crd.yaml"
+                "installed? kubectl apply -f deploy/base/crd.yaml"
             ) from error
         if error.status in (400, 422):
             raise Stalled(f"the Kubernetes API rejected a request to {what}: {_reason(error)}") from error
