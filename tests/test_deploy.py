@@ -134,7 +134,7 @@ def test_the_role_allows_what_partnerctl_does_and_nothing_broader(
     assert elector.try_acquire_or_renew() and elector.try_acquire_or_renew()
     elector.stop()
 
-    verbs = {"GET": "get", "LIST": "list", "POST": "create", "PUT": "update", "DELETE": "delete"}
+    verbs = {"GET": "get", "LIST": "list", "WATCH": "watch", "POST": "create", "PUT": "update", "DELETE": "delete"}
     groups = {"partnerintegrations": "partners.scp.dev", "leases": "coordination.k8s.io", "events": ""}
     for request in cluster.fake.requests:
         method, resource = request.split()

@@ -32,9 +32,11 @@ def open_stores(
     secrets: str | None = None,
     state_cache_seconds: float = 0.0,
     secret_cache_seconds: float = 0.0,
+    follow_changes: bool = False,
 ) -> Stores:
     """The stores of the installation under ``home``. The cache settings (the gateway's) let a remote store
-    reuse its change check, and a remote secret store its verifications, for that long."""
+    reuse its change check, and a remote secret store its verifications, for that long. ``follow_changes``
+    (long-running processes): a remote state store watches for changes instead of polling."""
     from reconciler.backends.sqlite.database import Database, prepare_folder
     from reconciler.backends.sqlite.state import SCHEMA, SqliteJournal, SqlitePartners
 
@@ -52,7 +54,8 @@ def open_stores(
         from reconciler.backends.kubernetes.state import KubernetesPartners
 
         database = Database(home / "state.db", SCHEMA)
-        partners = KubernetesPartners(parts.netloc or current_namespace(), cache_seconds=state_cache_seconds)
+        partners = KubernetesPartners(parts.netloc or current_namespace(), cache_seconds=state_cache_seconds,
+                                      watch=follow_changes)  # fmt: skip
     else:
         raise UsageError(
             f"--state {state}: unsupported; use sqlite:///PATH (default: SQLite under --home) or kubernetes://NAMESPACE"

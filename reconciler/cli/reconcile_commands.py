@@ -120,7 +120,8 @@ def run(
         metrics = Metrics()
     server = metrics.serve(metrics_port, metrics_host) if metrics is not None and metrics_port is not None else None
     try:
-        with reconciler(settings, check_interval=parse_duration(check_interval), reads_repository=True) as engine:
+        with reconciler(settings, check_interval=parse_duration(check_interval), reads_repository=True,
+                        long_running=True) as engine:  # fmt: skip
             report = reporter(json_lines=log_format == "json", echo=lambda line: click.echo(line, err=True))
             leadership = elector(settings, lease_name, lease_namespace, lease_duration) if leader_elect else None
             worker = dispatcher(settings, None)

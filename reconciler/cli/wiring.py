@@ -41,7 +41,8 @@ SECRET_CACHE_SECONDS = 5.0
 STATE_CACHE_SECONDS = 2.0
 
 
-def stores(settings: Settings, *, for_gateway: bool = False) -> Stores:
+def stores(settings: Settings, *, for_gateway: bool = False, long_running: bool = False) -> Stores:
+    """The stores; ``long_running`` processes (the loop, the gateway) follow state changes with a watch."""
     from reconciler.backends import open_stores
 
     return open_stores(
@@ -50,6 +51,7 @@ def stores(settings: Settings, *, for_gateway: bool = False) -> Stores:
         secrets=settings.secrets,
         state_cache_seconds=STATE_CACHE_SECONDS if for_gateway else 0.0,
         secret_cache_seconds=SECRET_CACHE_SECONDS if for_gateway else 0.0,
+        follow_changes=long_running or for_gateway,
     )
 
 
@@ -89,9 +91,14 @@ def trust_root(settings: Settings) -> tuple[TrustRoot, str]:
 
 
 def reconciler(
-    settings: Settings, *, check_interval: timedelta | None = None, reads_repository: bool = False
+    settings: Settings,
+    *,
+    check_interval: timedelta | None = None,
+    reads_repository: bool = False,
+    long_running: bool = False,
 ) -> Reconciler:
-    """The engine for a command; ``reads_repository`` for those that plan (they need an approval gate)."""
+    """The engine for a command; ``reads_repository`` for those that plan (they need an approval gate);
+    ``long_running`` for the loop."""
     from reconciler.backends.git import GitSource
     from reconciler.engine.reconciler import Options, Reconciler
     from reconciler.webhooks.sender import HttpPinger
@@ -103,7 +110,7 @@ def reconciler(
     options = Options(ref=settings.ref, allow_loopback_webhooks=settings.dev_allow_loopback_webhooks)
     if check_interval is not None:
         options.check_interval = check_interval
-    opened = stores(settings)
+    opened = stores(settings, long_running=long_running)
     try:
         return Reconciler(
             opened,

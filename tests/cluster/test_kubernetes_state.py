@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
+from reconciler.backends.kubernetes.state import KubernetesPartners
+from reconciler.stores.records import PartnerRecord
+from reconciler.vocabulary import Phase
 from tests.support import apps
 from tests.support.cluster import Cluster, FakeCluster
 from tests.support.engine import Installation
@@ -111,3 +117,34 @@ def test_the_gateway_asks_the_api_server_at_most_once_per_window(
     finally:
         server.stop()
         app.stores.close()
+
+
+def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_long_running_store_watches_for_changes_instead_of_asking(cluster: Cluster) -> None:
+    watching, elsewhere = KubernetesPartners(cluster.namespace, watch=True), KubernetesPartners(cluster.namespace)
+    try:
+        eventually(lambda: (watching.version() or "").startswith("watch:"), "the watch to start")
+        lists = cluster.requests("LIST", "partnerintegrations")
+        before = watching.version()
+        elsewhere.save([PartnerRecord(key=ACME, phase=Phase.ACTIVE)])  # another process: the reconciler
+        eventually(lambda: watching.version() != before, "the watch to see another process's write")
+        seen = watching.version()
+
+        def suspend(stored: dict[str, Any]) -> None:
+            stored["status"]["record"]["suspended"] = True
+
+        cluster.edit("partnerintegrations", NAME, suspend, status=True)  # by hand
+        eventually(lambda: watching.version() != seen, "the watch to see a hand edit")
+        assert cluster.requests("LIST", "partnerintegrations") == lists, "no LIST: the watch told"
+        own = watching.version()
+        watching.save([PartnerRecord(key=ACME, phase=Phase.SUSPENDED)])
+        assert watching.version() != own, "its own write moves the version at once"
+    finally:
+        watching.close()
+        elsewhere.close()

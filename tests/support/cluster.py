@@ -52,6 +52,7 @@ class FakeCluster:
 
     def __init__(self, folder: Path, namespace: str = "scp") -> None:
         self.fake = FakeKubernetes()
+        folder.mkdir(parents=True, exist_ok=True)
         self._server = RunningKubernetes(self.fake, folder)
         self.namespace = namespace
         self.kubeconfig = self._server.kubeconfig
@@ -64,9 +65,8 @@ class FakeCluster:
 
     def edit(self, plural: str, name: str, change: Callable[[dict[str, Any]], None], *, status: bool = False) -> None:
         with self.fake.lock:
-            stored = self.fake.objects[plural, self.namespace, name]
-            change(stored)
-            self.fake._stamp(stored, plural)
+            change(self.fake.objects[plural, self.namespace, name])
+            self.fake.touch(plural, self.namespace, name)
 
     def requests(self, verb: str, resource: str) -> int:
         return self.fake.requests[f"{verb} {resource}"]

@@ -5,7 +5,9 @@ through a kubeconfig file. It keeps objects in memory and follows the documented
 matter to us: a cluster-wide ``resourceVersion`` bumped by every write; optimistic concurrency (a PUT
 whose ``metadata.resourceVersion`` is stale gets 409 Conflict with a ``Status`` body); the status
 subresource (a PUT of the object ignores ``status``, a PUT of ``/status`` changes only ``status``);
-``limit``/``continue`` paging of lists; and 404 NotFound / 409 AlreadyExists ``Status`` errors.
+``limit``/``continue`` paging of lists; watches from a resourceVersion (chunked JSON lines of
+ADDED/MODIFIED/DELETED events, a 410 Gone ``ERROR`` event when that version is older than the history
+kept, ending after ``timeoutSeconds``); and 404 NotFound / 409 AlreadyExists ``Status`` errors.
 
 Served: PartnerIntegrations (partners.scp.dev/v1, with /status), Leases (coordination.k8s.io/v1)
 and Events (core/v1).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,24 +41,64 @@ KINDS = {
 }
 
 
+HISTORY = 1000  # watch events kept; a watch from an older resourceVersion gets 410 Gone
+
+
+@dataclass(frozen=True)
+class WatchRequest:
+    """A request to stream events: the handler serves it with :meth:`FakeKubernetes.events_after`."""
+
+    plural: str
+    namespace: str
+    since: int
+    timeout: float
+
+
 @dataclass
 class FakeKubernetes:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (plural, ns, name)
     revision: int = 100
-    requests: Counter[str] = field(default_factory=Counter)  # "GET|LIST|POST|PUT|DELETE plural[/status]"
+    requests: Counter[str] = field(default_factory=Counter)  # "GET|LIST|WATCH|POST|PUT|DELETE plural[/status]"
     conflicts: int = 0  # answer the next N PUTs of partner integrations with 409, as if someone wrote first
     lock: threading.Lock = field(default_factory=threading.Lock)
+    history: list[tuple[int, str, str, str, dict[str, Any]]] = field(default_factory=list)  # rv, plural, ns, type, obj
+    changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
 
     def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         for plural, pattern in ROUTES.items():
             match = pattern.match(path)
             if match:
                 namespace, name, status = match.group(1), match.group(2), bool(match.group(3))
-                verb = "LIST" if method == "GET" and name is None else method
+                watching = method == "GET" and name is None and query.get("watch") in ("true", "1")
+                verb = "WATCH" if watching else "LIST" if method == "GET" and name is None else method
                 with self.lock:
                     self.requests[f"{verb} {plural}{'/status' if status else ''}"] += 1
+                    if watching:
+                        since = int(query.get("resourceVersion") or self.revision)
+                        return 200, WatchRequest(plural, namespace, since, float(query.get("timeoutSeconds") or 60))
                     return self._handle(plural, method, namespace, name, status, query, body)
         return 404, _status(404, "NotFound", f"the server could not find the requested resource {path}")
+
+    def events_after(self, request: WatchRequest, deadline: float) -> list[dict[str, Any]] | None:
+        """The watch events after ``request.since`` (waiting for one until ``deadline``); None when the
+        watch is over. A version older than the history kept gets a 410 Gone ERROR event."""
+        with self.changed:
+            while True:
+                if self.history and request.since < self.history[0][0] - 1:
+                    return [{"type": "ERROR", "object": _status(410, "Expired", "too old resource version")}]
+                wanted = (request.plural, request.namespace)
+                found = [{"type": kind, "object": json.loads(json.dumps(obj))}
+                         for revision, plural, namespace, kind, obj in self.history
+                         if revision > request.since and (plural, namespace) == wanted]  # fmt: skip
+                if found:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.changed.wait(remaining)
 
     def _handle(
         self, plural: str, method: str, namespace: str, name: str | None, status: bool, query: dict[str, str],
@@ -76,6 +119,7 @@ class FakeKubernetes:
             if plural == "partnerintegrations":
                 stored.pop("status", None)  # status is a subresource: ignored on create
             self.objects[key] = stored
+            self._record("ADDED", plural, namespace, stored)
             return 201, stored
         current = self.objects.get(key)
         if current is None:
@@ -85,6 +129,9 @@ class FakeKubernetes:
         if method == "DELETE":
             del self.objects[key]
             self.revision += 1
+            gone = json.loads(json.dumps(current))
+            gone["metadata"]["resourceVersion"] = str(self.revision)
+            self._record("DELETED", plural, namespace, gone)
             return 200, _status(200, "", "deleted", success=True)
         if method == "PUT":
             if plural == "partnerintegrations" and self.conflicts:
@@ -105,6 +152,7 @@ class FakeKubernetes:
             updated["metadata"] = {**current["metadata"], **{k: v for k, v in body.get("metadata", {}).items()
                                                             if k in ("labels", "annotations")}}  # fmt: skip
             self.objects[key] = self._stamp(updated, plural)
+            self._record("MODIFIED", plural, namespace, self.objects[key])
             return 200, self.objects[key]
         return 405, _status(405, "MethodNotAllowed", f"{method} is not supported here")
 
@@ -121,6 +169,19 @@ class FakeKubernetes:
             metadata["continue"] = str(start + limit)
             metadata["remainingItemCount"] = len(items) - start - limit
         return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": metadata, "items": page}
+
+    def _record(self, kind: str, plural: str, namespace: str, obj: dict[str, Any]) -> None:
+        """Keep the change for watchers (under the lock) and wake them."""
+        self.history.append((int(obj["metadata"]["resourceVersion"]), plural, namespace, kind,
+                             json.loads(json.dumps(obj))))  # fmt: skip
+        del self.history[:-HISTORY]
+        self.changed.notify_all()
+
+    def touch(self, plural: str, namespace: str, name: str) -> None:
+        """A change made behind the API's ordinary writes (a test's hand edit): stamped and announced."""
+        stored = self.objects[plural, namespace, name]
+        self._stamp(stored, plural)
+        self._record("MODIFIED", plural, namespace, stored)
 
     def _stamp(self, obj: dict[str, Any], plural: str, *, new: bool = False) -> dict[str, Any]:
         self.revision += 1
@@ -197,12 +258,36 @@ def handler_for(fake: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
             code, answer = fake.handle(
                 self.command, path, query, json.loads(self.rfile.read(length)) if length else None
             )
+            if isinstance(answer, WatchRequest):
+                self._stream(answer)
+                return
             data = json.dumps(answer).encode()
             self.send_response(code)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _stream(self, request: WatchRequest) -> None:
+            """Watch events as chunked JSON lines until the watch's time is up (or it expired: 410)."""
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            deadline = time.monotonic() + request.timeout
+            since = request.since
+            try:
+                while (events := fake.events_after(WatchRequest(request.plural, request.namespace, since,
+                                                                request.timeout), deadline)) is not None:  # fmt: skip
+                    data = b"".join(json.dumps(event).encode() + b"\n" for event in events)
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                    if events[-1]["type"] == "ERROR":
+                        break
+                    since = int(events[-1]["object"]["metadata"]["resourceVersion"])
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the watcher went away
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, watch
 
 from reconciler.backends.kubernetes import api as kube
 from reconciler.errors import StoreUnavailable, WriteConflict
@@ -27,6 +28,7 @@ from reconciler.vocabulary import Event
 
 GROUP, VERSION, PLURAL, KIND = "partners.scp.dev", "v1", "partnerintegrations", "PartnerIntegration"
 PAGE = 500
+WATCH_SECONDS = 300  # a watch is renewed this often (the server may end it sooner)
 RETRIES = 5
 WARNING_EVENTS = {Event.WEBHOOK_FAILING, Event.WEBHOOK_FLAGGED, Event.WEBHOOK_DEACTIVATED, Event.ACCESS_DENIED,
                   Event.CREDENTIAL_DELIVERY_REFUSED, Event.CREDENTIAL_REVOKED}  # fmt: skip
@@ -37,17 +39,93 @@ def object_name(key: str) -> str:
     return key.replace("/", ".", 1)
 
 
-class KubernetesPartners:
-    """PartnerIntegration objects in one namespace."""
+class ChangeWatch:
+    """Follows the PartnerIntegrations of a namespace with a WATCH, so that a long-running process (the
+    loop, the gateway) knows whether anything changed without asking the API server each time.
 
-    def __init__(self, namespace: str, *, api: client.ApiClient | None = None, cache_seconds: float = 0.0) -> None:
+    Its version is the resourceVersion of the last change it saw (or of the LIST it started from),
+    moved at once by this process's own writes. While the watch is down (an error, a 410 Gone that
+    needs a fresh LIST, a Role without ``watch``), it has no version and the store asks the server."""
+
+    def __init__(self, objects: client.CustomObjectsApi, namespace: str) -> None:
+        self._objects, self.namespace = objects, namespace
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="partnerintegrations-watch", daemon=True)
+        self._thread.start()
+
+    def version(self) -> str | None:
+        with self._lock:
+            return None if self._version is None else f"watch:{self._version}"
+
+    def saw(self, resource_version: str) -> None:
+        """A change this process made itself (the watch reports it too, a moment later)."""
+        with self._lock:
+            if self._version is not None and resource_version.isdigit():
+                self._version = max(self._version, int(resource_version))
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _follow(self) -> None:
+        failures = 0
+        while not self._stopped.is_set():
+            try:
+                self._list_and_watch()
+                failures = 0
+            except Exception:  # any failure: no version until a fresh LIST succeeds
+                failures += 1
+            with self._lock:
+                self._version = None
+            self._stopped.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+
+    def _list_and_watch(self) -> None:
+        page: Any = self._objects.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, limit=1)
+        start = str(page.get("metadata", {}).get("resourceVersion", ""))
+        if not start.isdigit():
+            raise ValueError("a resourceVersion that is not a number: cannot order changes")
+        with self._lock:
+            self._version = int(start)
+        resume = start
+        while not self._stopped.is_set():
+            stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                self._objects.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
+                resource_version=resume, allow_watch_bookmarks=True, timeout_seconds=WATCH_SECONDS,
+                _request_timeout=WATCH_SECONDS + 10, deserialize=False,
+            )  # fmt: skip
+            for event in stream:
+                if self._stopped.is_set():
+                    return
+                seen = str(((event.get("object") or {}).get("metadata") or {}).get("resourceVersion", ""))
+                if event.get("type") == "ERROR" or not seen.isdigit():
+                    return  # 410 Gone and the like: start again from a fresh LIST
+                resume = seen
+                if event.get("type") != "BOOKMARK":  # a bookmark says only that the watch is still current
+                    with self._lock:
+                        self._version = max(self._version or 0, int(seen))
+
+
+class KubernetesPartners:
+    """PartnerIntegration objects in one namespace. ``watch``: a long-running process follows changes
+    with a WATCH instead of asking for the collection's version on every :meth:`version`."""
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        api: client.ApiClient | None = None,
+        cache_seconds: float = 0.0,
+        watch: bool = False,
+    ) -> None:
         self.namespace = namespace
-        self._cache_seconds = cache_seconds  # the gateway's: at most one LIST per this many seconds
+        self._cache_seconds = cache_seconds  # without a watch: at most one LIST per this many seconds
         self._version: tuple[float, str | None] | None = None
         self._api = api or kube.api_client()
         self._objects = client.CustomObjectsApi(self._api)
         self._core = client.CoreV1Api(self._api)
         self._known: dict[str, tuple[str, str | None]] = {}  # key -> (resourceVersion, uid)
+        self._watch = ChangeWatch(self._objects, namespace) if watch else None
 
     # --- partner records --------------------------------------------------------------------------
 
@@ -64,11 +142,16 @@ class KubernetesPartners:
         return self._remember(found) if found else None
 
     def version(self) -> str | None:
-        """The collection's resourceVersion (any write moves it, hand edits too).
+        """Moves with every change of a PartnerIntegration here, by partnerctl or by hand.
 
-        A one-item LIST: cheap, but in a busy cluster the collection's version follows the whole
-        cluster's, so the plan memo hits less often there than on one machine. With ``cache_seconds``
-        (the gateway) the answer is reused that long, so request rates never reach the API server."""
+        With a watch, the last change it saw (no request at all). Without one, the collection's
+        resourceVersion from a one-item LIST: cheap, but it follows every write in the cluster, so the
+        plan memo hits less often. With ``cache_seconds`` that answer is reused that long, so request
+        rates never reach the API server."""
+        if self._watch is not None:
+            followed = self._watch.version()
+            if followed is not None:
+                return followed
         if self._version is not None and time.monotonic() < self._version[0]:
             return self._version[1]
         page = kube.call(
@@ -132,6 +215,8 @@ class KubernetesPartners:
                 self._known.pop(record.key, None)  # someone wrote in between: read it again, then write ours
                 continue
             self._known[record.key] = (answer["metadata"]["resourceVersion"], answer["metadata"].get("uid"))
+            if self._watch is not None:
+                self._watch.saw(answer["metadata"]["resourceVersion"])
             return
         raise WriteConflict(f"PartnerIntegration {name} kept changing under us ({RETRIES} conflicts); run again")
 
@@ -181,6 +266,8 @@ class KubernetesPartners:
                     self.namespace, event))  # fmt: skip
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
         self._api.close()  # type: ignore[no-untyped-call]
 
 
