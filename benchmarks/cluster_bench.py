@@ -6,8 +6,8 @@ the least-privilege identity of deploy/base/rbac.yaml), and the test suite's loc
 (tests/support/kube.py) in a process of its own; both reached through the real kubernetes client.
 Every installation is applied first, then passes are timed in interleaved rounds. Two passes are
 measured: the plan the loop runs every interval (answered from the memo when nothing changed: the
-state store's version — kept by a WATCH in a long-running process — against a SQLite counter read) and a full plan comparing every partner (what a
-pass costs after an unrelated commit).
+state store's version, kept by a WATCH in a long-running process, against a SQLite counter read) and
+a full plan comparing every partner (what a pass costs after an unrelated commit).
 """
 
 from __future__ import annotations
