@@ -121,9 +121,21 @@ class RealCluster:
         return list(self._api.sanitize_for_serialization(found)["items"])
 
     def edit(self, plural: str, name: str, change: Callable[[dict[str, Any]], None], *, status: bool = False) -> None:
-        stored = self.get(plural, name)
-        assert stored is not None, f"{plural}/{name} is not there"
-        change(stored)
+        """Read, change, write back; again on a 409, since partnerctl may be writing the same object
+        (the fake does the same under its lock: there, a hand edit never loses a race)."""
+        for _ in range(20):
+            stored = self.get(plural, name)
+            assert stored is not None, f"{plural}/{name} is not there"
+            change(stored)
+            try:
+                self._replace(plural, name, stored, status=status)
+                return
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+        raise AssertionError(f"{plural}/{name} kept changing under the hand edit")
+
+    def _replace(self, plural: str, name: str, stored: dict[str, Any], *, status: bool) -> None:
         if plural == "partnerintegrations":
             replace = (self._objects.replace_namespaced_custom_object_status if status
                        else self._objects.replace_namespaced_custom_object)  # fmt: skip
