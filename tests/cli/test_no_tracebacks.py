@@ -16,8 +16,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from reconciler.backends.sqlite.lock import installation_lock
 from reconciler.cli.main import cli
+from reconciler.errors import Busy, Transient
 from tests.support.cli import partnerctl
+from tests.support.engine import Installation
 from tests.support.gitrepo import GitPartnerRepo
 from tests.support.repo import PARTNER
 
@@ -210,3 +213,49 @@ def test_serving_commands_start_or_say_why_not(
         assert "Traceback" not in stdout + stderr, stderr[-4000:]
         return
     assert_answered(process.returncode, stdout, stderr)
+
+
+def test_partnerctl_home_naming_a_file_is_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("PARTNERCTL_HOME", str(tmp_path / "a-file"))
+    result = partnerctl("status")
+    assert result.exit_code == 1 and "is a file, not a folder" in result.stderr
+    assert_answered(result.exit_code, result.stdout, result.stderr)
+
+
+def test_a_damaged_state_database_is_a_message(installation: Installation) -> None:
+    installation.onboard()
+    (installation.home / "state.db").write_bytes(b"not a database at all" * 100)
+    for wal in installation.home.glob("state.db-*"):
+        wal.unlink()
+    result = installation.run("status")
+    assert result.exit_code == 1 and "state.db is damaged or not a partnerctl database" in result.stderr
+    assert_answered(result.exit_code, result.stdout, result.stderr)
+
+
+def test_an_audit_line_replaced_by_a_number_is_reported_as_tampering(installation: Installation) -> None:
+    installation.onboard()
+    log = installation.home / "audit.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    lines[1] = "42\n"
+    log.write_text("".join(lines))
+    verdict = installation.run("--output", "json", "audit", "verify")
+    assert verdict.exit_code == 1 and verdict.json()["firstBrokenSeq"] == 2
+    shown = installation.run("audit", "log")
+    assert shown.exit_code == 0 and "not an audit entry: 42" in shown.stdout
+    assert_answered(shown.exit_code, shown.stdout, shown.stderr)
+
+
+def test_a_schedule_that_is_not_numbers_is_a_usage_error(installation: Installation) -> None:
+    result = installation.run("dispatch", "--once", "--schedule", "abc")
+    assert result.exit_code == 2 and "comma-separated seconds" in result.stderr
+    assert_answered(result.exit_code, result.stdout, result.stderr)
+
+
+def test_another_writer_holding_the_installation_is_busy_not_a_usage_error(installation: Installation) -> None:
+    installation.home.mkdir(parents=True, exist_ok=True)
+    with installation_lock(installation.home), pytest.raises(Busy) as busy, installation_lock(
+        installation.home, timeout=0.2
+    ):
+        pass
+    assert busy.value.exit_code == 1 and isinstance(busy.value, Transient)
