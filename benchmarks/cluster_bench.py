@@ -28,14 +28,12 @@ from benchmarks.generate import generate_repository
 from reconciler.cli import wiring
 from reconciler.cli.options import Settings
 from reconciler.engine.reconciler import Reconciler
-from tests.support.apiserver import KubeServers, find_binaries
-from tests.support.cluster import RealCluster
+from tests.support.cluster import RealCluster, real_api_server
 from tests.support.kube import write_kubeconfig
 
 PARTNERS = max(20, int(1000 * float(os.environ.get("PARTNERCTL_BENCH_SCALE", "1"))))
 ROUNDS = 5
 NOW = "2026-11-28T12:00:00Z"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def best(engine: Reconciler, *, memo: bool) -> float:
@@ -62,14 +60,10 @@ def fake_api(folder: Path) -> Iterator[tuple[Path, str]]:
 
 @contextmanager
 def real_api() -> Iterator[tuple[Path, str] | None]:
-    bin_dir = find_binaries()
-    if bin_dir is None:
-        yield None
-        return
-    with KubeServers(bin_dir) as servers:
-        servers.kubectl("apply", "-f", str(ROOT / "deploy" / "base" / "crd.yaml"))
-        servers.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        "crd/partnerintegrations.partners.scp.dev")  # fmt: skip
+    with real_api_server() as servers:
+        if servers is None:
+            yield None
+            return
         cluster = RealCluster(servers)
         assert servers.user_kubeconfig is not None
         yield servers.user_kubeconfig, cluster.namespace

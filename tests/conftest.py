@@ -13,8 +13,8 @@ import pytest
 
 from reconciler.gateway.app import Gateway
 from tests.support import apps
-from tests.support.apiserver import KubeServers, find_binaries
-from tests.support.cluster import Cluster, opened_cluster
+from tests.support.apiserver import KubeServers
+from tests.support.cluster import Cluster, opened_cluster, real_api_server
 from tests.support.engine import Installation
 from tests.support.github import TOKEN as GITHUB_TOKEN
 from tests.support.github import FakeGitHub, RunningGitHub
@@ -176,14 +176,7 @@ NO_REAL_KUBERNETES = "the real Kubernetes API server is not built here (it needs
 @pytest.fixture(scope="session")
 def kube_servers() -> Iterator[KubeServers | None]:
     """A real etcd and kube-apiserver for the session, the CRD of deploy/ installed; None without Go."""
-    bin_dir = find_binaries()
-    if bin_dir is None:
-        yield None
-        return
-    with KubeServers(bin_dir) as servers:
-        servers.kubectl("apply", "-f", str(PROJECT_ROOT / "deploy" / "base" / "crd.yaml"))
-        servers.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        "crd/partnerintegrations.partners.scp.dev")  # fmt: skip
+    with real_api_server() as servers:
         yield servers
 
 

@@ -21,7 +21,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from tests.support.apiserver import KubeServers
+from tests.support.apiserver import KubeServers, find_binaries
 from tests.support.kube import FakeKubernetes, RunningKubernetes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -189,3 +189,18 @@ def opened_cluster(kind: str, folder: Path, servers: KubeServers | None) -> Iter
         yield opened
     finally:
         opened.stop()
+
+
+@contextmanager
+def real_api_server() -> Iterator[KubeServers | None]:
+    """The real etcd and kube-apiserver (built by ``make kube``), the CRD of deploy/ installed and
+    established; None where Go is missing to build them."""
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        yield None
+        return
+    with KubeServers(bin_dir) as servers:
+        servers.kubectl("apply", "-f", str(PROJECT_ROOT / "deploy" / "base" / "crd.yaml"))
+        servers.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                        "crd/partnerintegrations.partners.scp.dev")  # fmt: skip
+        yield servers
