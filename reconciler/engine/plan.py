@@ -49,9 +49,6 @@ class Plan:
     checks: list[str] = field(default_factory=list)
     blocked: list[dict[str, str]] = field(default_factory=list)
 
-    def for_partner(self, key: str) -> list[Action]:
-        return [action for action in self.actions if action.partner == key]
-
     def to_json(self) -> dict[str, Any]:
         return {
             "revision": self.revision,

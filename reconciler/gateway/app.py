@@ -1,7 +1,7 @@
 """The partner gateway (DESIGN §7): OAuth2 client credentials, the handshake, and scope enforcement.
 
-A plain ASGI application (served by uvicorn). It shares ``--home`` and the stores with the
-reconciler and re-reads a partner whenever either store's change counter moves, so new, rotated,
+A plain ASGI application (served by uvicorn). It reads the stores the reconciler writes, and
+re-reads a partner whenever either store's version moves, so new, rotated,
 suspended and revoked credentials take effect without a restart, and every request is checked
 against the partner's *current* approved scopes, not only those in its token.
 
@@ -52,7 +52,8 @@ REALM = "scp"
 SYNC_WRITE_INTERVAL = 60.0  # seconds between lastSuccessfulSync writes for ordinary API calls
 MAX_BODY_BYTES = 1024 * 1024
 STORE_THREADS = 16  # store and Vault calls run here, never on the event loop
-RETRY_AFTER = {StoreUnavailable: "5", Busy: "1", Stalled: "30"}  # seconds, by what kept the store from answering
+# Seconds to come back after, by what kept the store from answering (subclasses included).
+RETRY_AFTER: tuple[tuple[type[Exception], str], ...] = ((Busy, "1"), (StoreUnavailable, "5"), (Stalled, "30"))
 _HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
                b"transfer-encoding", b"upgrade", b"host", b"authorization", b"content-length"}  # fmt: skip
 _IDENTITY_HEADERS = (b"x-partner", b"x-client-id", b"x-partner-scopes")
@@ -144,7 +145,7 @@ class Gateway:
                 await _respond(send, 200, {"status": "ok"})
             elif path == "/v1/ping" and method == "GET":
                 authorization = _header(scope, b"authorization")
-                caller = await self._off_loop(lambda: self._caller(authorization))
+                caller = await self._off_loop(lambda: self._identify(authorization))
                 await self._off_loop(lambda: self._record_handshake(caller))
                 pong = {"pong": True, "partner": caller.partner, "client_id": caller.token.client_id,
                         "scopes": sorted(caller.scopes)}  # fmt: skip
@@ -163,7 +164,8 @@ class Gateway:
         except (StoreUnavailable, Busy, Stalled) as error:  # no answer from a store: say when to come back
             log.warning("%s %s: %s", method, path, error)
             description = "a backing store is unavailable; retry later"
-            headers = {"retry-after": RETRY_AFTER[type(error)], "cache-control": "no-store"}
+            wait = next(seconds for kind, seconds in RETRY_AFTER if isinstance(error, kind))
+            headers = {"retry-after": wait, "cache-control": "no-store"}
             await _respond(send, 503, {"error": "temporarily_unavailable", "error_description": description}, headers)
 
     # --- OAuth2 token endpoint ------------------------------------------------------------------
@@ -217,8 +219,13 @@ class Gateway:
 
     # --- bearer tokens and routes ---------------------------------------------------------------
 
+    def _identify(self, authorization: str | None) -> Caller:
+        """The caller of a bearer token, against the stores as they are now (in a store thread)."""
+        self.directory.refresh()
+        return self._caller(authorization)
+
     def _caller(self, authorization: str | None) -> Caller:
-        """The caller of a bearer token, checked against the stores as they are now (in a store thread)."""
+        """The caller of a bearer token, checked against the directory (refreshed by the caller)."""
         if not authorization or not authorization.lower().startswith("bearer "):
             raise Refusal(401, {"error": "invalid_request", "error_description": "a Bearer token is required"},
                           {"www-authenticate": f'Bearer realm="{REALM}"'})  # fmt: skip
@@ -227,7 +234,6 @@ class Gateway:
             token = self.tokens.verify(authorization[7:].strip(), now=clock.now())
         except TokenError as error:
             raise Refusal(401, {"error": "invalid_token", "error_description": str(error)}, invalid) from error
-        self.directory.refresh()
         record, credentials = self.directory.partner(token.partner)
         live = any(c.generation == token.generation and c.client_id == token.client_id for c in credentials)
         if not live or record is None or not record.usable:
