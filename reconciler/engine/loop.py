@@ -32,7 +32,8 @@ FIRST_RETRY = 5.0
 
 
 class Leadership(Protocol):
-    """An elected leader (a Kubernetes Lease); only the leader applies and dispatches."""
+    """An elected leader (a Kubernetes Lease, or a PostgreSQL advisory lock); only the leader applies and
+    dispatches. ``namespace``/``name`` say where the lead is held, for the log."""
 
     identity: str
     namespace: str
@@ -102,7 +103,7 @@ def run_loop(
     )  # fmt: skip
     if leadership is not None:
         leadership.start()
-        report(f"leader election: {leadership.identity} campaigns for Lease {leadership.namespace}/{leadership.name}")
+        report(f"leader election: {leadership.identity} campaigns for {leadership.namespace}/{leadership.name}")
     worker.start()
     failures, code, leading = 0, 0, False
     stalled: str | None = None  # the message of the error the loop is stalled on, said once

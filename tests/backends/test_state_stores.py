@@ -1,24 +1,28 @@
-"""The stores' behaviour: partner records the same in SQLite and as PartnerIntegration objects in Kubernetes,
-and the installation journal's audit head committed with the records it explains."""
+"""The stores' behaviour: partner records the same in SQLite, PostgreSQL and as PartnerIntegration objects in
+Kubernetes; the installation journal (SQLite or PostgreSQL) committing the audit head with the records it
+explains, and its outbox."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from reconciler.backends.kubernetes.state import KubernetesPartners
+from reconciler.backends.postgresql.database import Database as PostgresDatabase
+from reconciler.backends.postgresql.state import CLAIM_SECONDS, PostgresJournal, PostgresPartners
 from reconciler.backends.sqlite.database import Database
 from reconciler.backends.sqlite.state import SCHEMA, SqliteJournal, SqlitePartners
 from reconciler.stores.partners import PartnerStore
-from reconciler.stores.records import AuditEvent, AuditHead, PartnerRecord, WebhookRecord
-from reconciler.vocabulary import Event, Health, Phase
+from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent, WebhookRecord
+from reconciler.vocabulary import DeliveryStatus, Event, Health, Phase
 from tests.conftest import NO_REAL_KUBERNETES
 from tests.support.cluster import Cluster, opened_cluster
 
@@ -33,12 +37,17 @@ class Backend:
     store: PartnerStore
     cluster: Cluster | None = None
     database: Path | None = None
+    postgres: str | None = None
 
     def edit_by_hand(self) -> None:
         """Change ACME's record behind the store's back, as an operator with access to the backend would."""
         if self.database is not None:
             with sqlite3.connect(self.database) as db:
                 db.execute("""UPDATE partners SET data = replace(data, '"ACTIVE"', '"SUSPENDED"')""")
+            return
+        if self.postgres is not None:
+            with psycopg.connect(self.postgres, autocommit=True) as db:
+                db.execute("""UPDATE partners SET data = jsonb_set(data, '{phase}', '"SUSPENDED"')""")
             return
         assert self.cluster is not None
 
@@ -60,12 +69,18 @@ def kubernetes(kind: str, request: pytest.FixtureRequest, folder: Path) -> Itera
         yield opened
 
 
-@pytest.fixture(params=["sqlite", "kubernetes (fake)", "kubernetes (real)"])
+@pytest.fixture(params=["sqlite", "postgresql", "kubernetes (fake)", "kubernetes (real)"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "sqlite":
         store = SqlitePartners(Database(tmp_path / "state.db", SCHEMA))
         yield Backend(store, database=tmp_path / "state.db")
         store.close()
+        return
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        records = PostgresPartners(PostgresDatabase(url))
+        yield Backend(records, postgres=url)
+        records.close()
         return
     with kubernetes("real" if "real" in request.param else "fake", request, tmp_path) as cluster:
         opened = KubernetesPartners(cluster.namespace)
@@ -111,8 +126,16 @@ def test_the_version_moves_with_every_change_hand_edits_included(backend: Backen
     assert store.partner(ACME) is not None and store.partner(ACME).phase == "SUSPENDED"  # type: ignore[union-attr]
 
 
-@pytest.fixture(params=["same database", "kubernetes records (fake)", "kubernetes records (real)"])
-def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[SqliteJournal, PartnerStore]]:
+Journal = SqliteJournal | PostgresJournal
+
+
+@pytest.fixture(params=["same database", "kubernetes records (fake)", "kubernetes records (real)", "postgresql"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Journal, PartnerStore]]:
+    if request.param == "postgresql":
+        records = PostgresPartners(PostgresDatabase(request.getfixturevalue("postgres_url")))
+        yield PostgresJournal(records.database, partners=records), records
+        records.close()
+        return
     database = Database(tmp_path / "state.db", SCHEMA)
     if request.param == "same database":
         partners = SqlitePartners(database)
@@ -125,7 +148,7 @@ def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sq
     database.close()
 
 
-def test_recorded_events_chain_and_their_records_land(journal: tuple[SqliteJournal, PartnerStore]) -> None:
+def test_recorded_events_chain_and_their_records_land(journal: tuple[Journal, PartnerStore]) -> None:
     store, partners = journal
     event = AuditEvent(Event.PARTNER_REGISTERED, ACME, {"reason": "new-partner"})
     head = store.record([event, event], [record(ACME)], now=NOW, outbox_cursor=7)
@@ -136,15 +159,17 @@ def test_recorded_events_chain_and_their_records_land(journal: tuple[SqliteJourn
     assert entries[-1]["hash"] == head.hash
 
 
-def test_a_record_without_events_leaves_the_head_alone(journal: tuple[SqliteJournal, PartnerStore]) -> None:
+def test_a_record_without_events_leaves_the_head_alone(journal: tuple[Journal, PartnerStore]) -> None:
     store, partners = journal
     store.record([], [record(ACME, "SUSPENDED")], now=NOW, outbox_cursor=None)
     assert store.audit_head() == AuditHead()
     assert partners.partner(ACME) == record(ACME, "SUSPENDED")
 
 
-def test_entries_past_the_committed_head_are_cut_on_recovery(journal: tuple[SqliteJournal, PartnerStore]) -> None:
+def test_entries_past_the_committed_head_are_cut_on_recovery(journal: tuple[Journal, PartnerStore]) -> None:
     store, _ = journal
+    if not isinstance(store, SqliteJournal):
+        pytest.skip("PostgreSQL commits entries and head in one transaction: nothing is ever past the head")
     store.record([AuditEvent(Event.PARTNER_UPDATED, ACME, {})], [], now=NOW, outbox_cursor=None)
     committed = store.log.path.read_bytes()
     with store.log.path.open("ab") as log:  # what a writer killed between the two phases leaves behind
@@ -153,9 +178,43 @@ def test_entries_past_the_committed_head_are_cut_on_recovery(journal: tuple[Sqli
     assert store.log.path.read_bytes() == committed
 
 
-def test_settings_and_the_memo_round_trip(journal: tuple[SqliteJournal, PartnerStore]) -> None:
+def test_settings_and_the_memo_round_trip(journal: tuple[Journal, PartnerStore]) -> None:
     store, _ = journal
     store.put_setting("catalog", {"spec": {"scopes": []}})
     store.cache({"plan|x": {"until": "2027-01-01"}})
     assert store.setting("catalog") == {"spec": {"scopes": []}}
     assert store.cached(["plan|x", "plan|y"]) == {"plan|x": {"until": "2027-01-01"}}
+
+
+def test_the_outbox_keeps_deliveries_until_their_outcome_is_recorded(journal: tuple[Journal, PartnerStore]) -> None:
+    store, _ = journal
+    rows = [DeliveryRow(0, "evt_1", ACME, hook, f"msg_{hook}", DeliveryStatus.PENDING, 0, 100.0)
+            for hook in ("a", "b")]  # fmt: skip
+    store.enqueue(StoredEvent("evt_1", "payment.status.changed", {"status": "paid"}, "2026-11-28T12:00:00+00:00"), rows)
+    assert store.due(99.0, 10) == [], "not due before its time"
+    due = store.due(100.0, 10)
+    assert [row.message_id for row in due] == ["msg_a", "msg_b"]
+    assert store.events(["evt_1", "evt_1"])["evt_1"].data == {"status": "paid"}
+    store.record_attempts([replace(due[0], status=DeliveryStatus.DELIVERED, attempts=1, last_status=200)])
+    store.hold(ACME, "b")
+    assert [(row.message_id, row.status) for row in store.deliveries("evt_1")] == [
+        ("msg_a", DeliveryStatus.DELIVERED), ("msg_b", DeliveryStatus.HELD)]
+    assert store.release_held(ACME, "b", now=500.0) == 1
+    assert [row.message_id for row in store.due(500.0, 10)] == ["msg_b"]
+
+
+def test_postgresql_claims_what_it_hands_out(postgres_url: str) -> None:
+    """Two workers asking at once get disjoint deliveries; an unrecorded claim returns after its lease."""
+    records = PostgresPartners(PostgresDatabase(postgres_url))
+    store = PostgresJournal(records.database, partners=records)
+    rows = [DeliveryRow(0, "evt_1", ACME, "a", f"msg_{n}", DeliveryStatus.PENDING, 0, 100.0) for n in range(10)]
+    store.enqueue(StoredEvent("evt_1", "payment.status.changed", {}, "2026-11-28T12:00:00+00:00"), rows)
+    first, second = store.due(100.0, 6), store.due(100.0, 6)
+    assert len(first) == 6 and len(second) == 4
+    assert not {row.message_id for row in first} & {row.message_id for row in second}
+    assert store.due(100.0 + CLAIM_SECONDS - 1, 10) == [], "claimed: no one else sends them meanwhile"
+    store.record_attempts([replace(row, status=DeliveryStatus.DELIVERED, attempts=1) for row in first])
+    again = store.due(100.0 + CLAIM_SECONDS + 1, 10)
+    assert sorted(row.message_id for row in again) == sorted(row.message_id for row in second), (
+        "a worker that died mid-delivery leaves its claims to another after the lease")
+    records.close()

@@ -1,0 +1,83 @@
+"""LISTEN/NOTIFY: a long-running process hears of every committed change to partner records at once.
+
+The ``partners`` trigger notifies ``partnerctl_changes`` at commit. A listener thread keeps one
+connection of its own and counts what it hears; :meth:`ChangeListener.version` is then a local
+read, so a gateway checks for changes on every request without a round trip, and a suspension,
+narrowing or revocation applies on every replica within milliseconds. While the listener is
+disconnected it answers None, and the store falls back to reading the counter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import psycopg
+
+from reconciler.backends.postgresql.database import Database
+from reconciler.errors import ReconcilerError
+
+__all__ = ["CHANNEL", "ChangeListener"]
+
+CHANNEL = "partnerctl_changes"
+log = logging.getLogger("partnerctl.postgresql")
+
+
+class ChangeListener:
+    def __init__(self, database: Database, *, retry_seconds: float = 1.0) -> None:
+        self.database = database
+        self.retry_seconds = retry_seconds
+        self._heard = 0
+        self._session = 0  # a new connection may have missed notifications: a new version space
+        self._listening = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._connection: psycopg.Connection[Any] | None = None
+        self._thread = threading.Thread(target=self._listen, name="postgres-listener", daemon=True)
+        self._thread.start()
+
+    def version(self) -> str | None:
+        """``listen:<session>:<count>``, or None while not listening (ask the database instead)."""
+        with self._lock:
+            return f"listen:{self._session}:{self._heard}" if self._listening else None
+
+    def wait_listening(self, timeout: float) -> bool:
+        """Whether the listener is connected within ``timeout`` seconds (tests, start-up)."""
+        deadline = time.monotonic() + timeout
+        while self.version() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.version() is not None
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection = self.database.connect()
+            except ReconcilerError as error:
+                log.warning("change listener: %s", error)
+                self._stop.wait(self.retry_seconds)
+                continue
+            self._connection = connection
+            try:
+                connection.execute(f"LISTEN {CHANNEL}")
+                with self._lock:
+                    self._session += 1
+                    self._listening = True
+                while not self._stop.is_set():
+                    for _ in connection.notifies(timeout=0.5):
+                        with self._lock:
+                            self._heard += 1
+            except psycopg.Error as error:
+                if not self._stop.is_set():
+                    log.warning("change listener lost its connection (%s); reconnecting", type(error).__name__)
+            finally:
+                with self._lock:
+                    self._listening = False
+                self._connection = None
+                connection.close()
+            self._stop.wait(self.retry_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)

@@ -1,0 +1,277 @@
+"""Partner records and the installation journal in PostgreSQL, for any number of processes at once.
+
+- A record and the audit entries that explain it commit in one transaction. Appends to the chain
+  are serialised by a row lock on its head, so several writers (the reconciler, gateways,
+  dispatcher workers) make one unbroken chain; the entries live in ``audit_log``.
+- :meth:`PostgresJournal.exclusive` (one writer's read-change-record) is a session advisory lock.
+- :meth:`PostgresJournal.due` *claims* what it returns (``FOR UPDATE SKIP LOCKED``, then the row's
+  next attempt is pushed past a lease), so each delivery goes to one worker; one that dies
+  mid-delivery leaves it to another once the lease runs out.
+- :meth:`PostgresPartners.version` comes from the change counter, or, in long-running processes,
+  from :class:`~reconciler.backends.postgresql.changes.ChangeListener` without a round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from reconciler.backends.postgresql.changes import ChangeListener
+from reconciler.backends.postgresql.database import Database
+from reconciler.backends.postgresql.schema import LOCK_SPACE
+from reconciler.errors import Busy, IntegrityError
+from reconciler.stores.audit import chain
+from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent
+from reconciler.vocabulary import DeliveryStatus
+
+__all__ = ["CLAIM_SECONDS", "PostgresJournal", "PostgresPartners"]
+
+WRITER_LOCK = 2
+# A claimed delivery is another worker's to send again after this long without a recorded outcome.
+CLAIM_SECONDS = 120.0
+_DELIVERY = "id, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error"
+_UPSERT = "INSERT INTO partners (key, data) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data"
+
+
+class PostgresPartners:
+    """Partner records, one row each (``data`` is the record's JSON)."""
+
+    def __init__(self, database: Database, *, listener: ChangeListener | None = None) -> None:
+        self.database = database
+        self.listener = listener
+
+    def version(self) -> str | None:
+        if self.listener is not None:
+            heard = self.listener.version()
+            if heard is not None:
+                return heard
+        row = self.database.one("SELECT version FROM changes WHERE id = 1")
+        return f"db:{row[0]}"
+
+    def partners(self) -> dict[str, PartnerRecord]:
+        rows = self.database.rows("SELECT key, data FROM partners")
+        return {key: _record(key, data) for key, data in rows}
+
+    def partner(self, key: str) -> PartnerRecord | None:
+        row = self.database.one("SELECT data FROM partners WHERE key = %s", (key,))
+        return _record(key, row[0]) if row else None
+
+    def save(self, records: list[PartnerRecord]) -> None:
+        if records:
+            with self.database.transaction() as conn:
+                self.write(conn, records)
+
+    def write(self, conn: psycopg.Connection[Any], records: list[PartnerRecord]) -> None:
+        """Write inside the caller's transaction."""
+        with conn.cursor() as cursor:
+            cursor.executemany(_UPSERT, [(record.key, Jsonb(record.to_json())) for record in records])
+
+    def announce(self, entries: list[AuditEvent]) -> None:
+        pass  # the audit log is the record; mirror.py adds Kubernetes Events where wanted
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+        self.database.close()
+
+
+class PostgresJournal:
+    """The journal in the same database as the records (``partners`` may also be a mirror around them)."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        partners: PostgresPartners,
+        after_commit: Callable[[list[PartnerRecord]], None] | None = None,
+    ) -> None:
+        self.database = database
+        self._partners = partners
+        self._after_commit = after_commit  # the Kubernetes mirror, when there is one
+
+    # --- the audit chain --------------------------------------------------------------------------
+
+    def audit_head(self) -> AuditHead:
+        row = self.database.one("SELECT seq, hash, outbox_cursor FROM audit_head WHERE id = 1")
+        return AuditHead(seq=row[0], hash=row[1], outbox_cursor=row[2]) if row else AuditHead()
+
+    def record(
+        self, events: list[AuditEvent], records: list[PartnerRecord], *, now: datetime, outbox_cursor: int | None
+    ) -> AuditHead:
+        with self.database.transaction() as conn:
+            # The head's row lock serialises appends across processes: one chain, never a fork.
+            row = conn.execute("SELECT seq, hash, outbox_cursor FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
+            head = AuditHead(seq=row[0], hash=row[1], outbox_cursor=row[2]) if row else AuditHead()
+            entries, new_head = chain(head, events, now=now)
+            if outbox_cursor is not None and outbox_cursor > head.outbox_cursor:
+                new_head = AuditHead(seq=new_head.seq, hash=new_head.hash, outbox_cursor=outbox_cursor)
+            with conn.cursor() as cursor:
+                if entries:
+                    cursor.executemany("INSERT INTO audit_log (seq, entry) VALUES (%s, %s)",
+                                       [(entry["seq"], _canonical(entry)) for entry in entries])  # fmt: skip
+                if new_head != head:
+                    cursor.execute("UPDATE audit_head SET seq = %s, hash = %s, outbox_cursor = %s WHERE id = 1",
+                                   (new_head.seq, new_head.hash, new_head.outbox_cursor))  # fmt: skip
+            if records:
+                self._partners.write(conn, records)
+        if records and self._after_commit is not None:
+            self._after_commit(records)
+        return new_head
+
+    def recover(self) -> None:
+        pass  # entries and head commit together: a crashed writer leaves nothing behind
+
+    def audit_entries(self) -> Iterator[Any]:
+        """The chain in pages of 5,000 (an export of millions never holds them all)."""
+        after = 0
+        while True:
+            rows = self.database.rows("SELECT seq, entry FROM audit_log WHERE seq > %s ORDER BY seq LIMIT 5000",
+                                      (after,))  # fmt: skip
+            for seq, text in rows:
+                try:
+                    yield json.loads(text)
+                except ValueError:
+                    yield text  # verification reports it
+                after = seq
+            if len(rows) < 5000:
+                return
+
+    @contextmanager
+    def exclusive(self, *, timeout: float | None = None) -> Iterator[None]:
+        """A session advisory lock on a connection of the pool, released (or dropped with it) after the block."""
+        with self.database.connection() as conn:
+            with self.database.errors():
+                if timeout is None:
+                    conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_SPACE, WRITER_LOCK))
+                else:
+                    deadline = time.monotonic() + timeout
+                    while not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_SPACE, WRITER_LOCK)).fetchone()[
+                        0
+                    ]:  # type: ignore[index]
+                        if time.monotonic() > deadline:
+                            raise Busy(f"another partnerctl is writing to {self.database.name}; try again when "
+                                       "it is done")  # fmt: skip
+                        time.sleep(0.1)
+            try:
+                yield
+            finally:
+                if not conn.closed and not conn.broken:
+                    with self.database.errors():
+                        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_SPACE, WRITER_LOCK))
+
+    # --- settings and memo ------------------------------------------------------------------------
+
+    def setting(self, name: str) -> Any:
+        return self.cached([f"setting|{name}"]).get(f"setting|{name}")
+
+    def put_setting(self, name: str, value: Any) -> None:
+        self.cache({f"setting|{name}": value})
+
+    def cached(self, keys: list[str]) -> dict[str, Any]:
+        if not keys:
+            return {}
+        rows = self.database.rows("SELECT key, value FROM memo WHERE key = ANY(%s)", (keys,))
+        return dict(rows)
+
+    def cache(self, entries: dict[str, Any]) -> None:
+        if entries:
+            with self.database.transaction() as conn, conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO memo (key, value) VALUES (%s, %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    [(key, Jsonb(value)) for key, value in sorted(entries.items())],
+                )
+
+    # --- the webhook outbox -----------------------------------------------------------------------
+
+    def enqueue(self, event: StoredEvent, deliveries: list[DeliveryRow]) -> None:
+        with self.database.transaction() as conn, conn.cursor() as cursor:
+            cursor.execute("INSERT INTO events (id, type, data, received_at) VALUES (%s, %s, %s, %s)",
+                           (event.id, event.type, Jsonb(event.data), event.received_at))  # fmt: skip
+            cursor.executemany(
+                "INSERT INTO deliveries (event_id, partner, webhook, message_id, status, attempts, next_attempt_at) "
+                "VALUES (%s, %s, %s, %s, %s, 0, %s)",
+                [(event.id, d.partner, d.webhook, d.message_id, str(d.status), d.next_attempt_at) for d in deliveries],
+            )
+
+    def due(self, now: float, limit: int) -> list[DeliveryRow]:
+        """Claim up to ``limit`` due deliveries for this worker: no other worker sees them for CLAIM_SECONDS."""
+        rows = self.database.rows(
+            f"""WITH claimed AS (
+                    SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= %(now)s
+                    ORDER BY next_attempt_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+                UPDATE deliveries AS d SET next_attempt_at = %(until)s FROM claimed WHERE d.id = claimed.id
+                RETURNING {", ".join("d." + column.strip() for column in _DELIVERY.split(","))}""",
+            {"now": now, "limit": limit, "until": now + CLAIM_SECONDS},
+        )
+        return sorted((_delivery(row) for row in rows), key=lambda row: row.id)
+
+    def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
+        unique = sorted(set(event_ids))
+        if not unique:
+            return {}
+        rows = self.database.rows("SELECT id, type, data, received_at FROM events WHERE id = ANY(%s)", (unique,))
+        return {row[0]: StoredEvent(row[0], row[1], row[2], row[3]) for row in rows}
+
+    def deliveries(self, event_id: str | None = None) -> list[DeliveryRow]:
+        if event_id is None:
+            rows = self.database.rows(f"SELECT {_DELIVERY} FROM deliveries ORDER BY id")
+        else:
+            rows = self.database.rows(f"SELECT {_DELIVERY} FROM deliveries WHERE event_id = %s ORDER BY id",
+                                      (event_id,))  # fmt: skip
+        return [_delivery(row) for row in rows]
+
+    def record_attempts(self, rows: list[DeliveryRow]) -> None:
+        if not rows:
+            return
+        with self.database.transaction() as conn, conn.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE deliveries SET status = %s, attempts = %s, next_attempt_at = %s, last_status = %s, "
+                "last_error = %s WHERE id = %s",
+                [(str(r.status), r.attempts, r.next_attempt_at, r.last_status, r.last_error, r.id) for r in rows],
+            )
+
+    def hold(self, partner: str, webhook: str) -> None:
+        with self.database.connection() as conn:
+            conn.execute("UPDATE deliveries SET status = 'held' "
+                         "WHERE partner = %s AND webhook = %s AND status = 'pending'",
+                         (partner, webhook))  # fmt: skip
+
+    def release_held(self, partner: str, webhook: str, *, now: float) -> int:
+        with self.database.connection() as conn:
+            cursor = conn.execute(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = %s "
+                "WHERE partner = %s AND webhook = %s AND status = 'held'",
+                (now, partner, webhook),
+            )
+            return cursor.rowcount
+
+    def close(self) -> None:
+        self.database.close()
+
+
+def _canonical(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _record(key: str, data: Any) -> PartnerRecord:
+    try:
+        return PartnerRecord.from_json(data)
+    except (ValueError, TypeError, KeyError) as error:
+        raise IntegrityError(
+            f"the live record of {key} in PostgreSQL is damaged ({type(error).__name__}); restore the partners "
+            "table from a backup, or delete that row to have the next apply register the partner again"
+        ) from error
+
+
+def _delivery(row: Any) -> DeliveryRow:
+    id_, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error = row
+    return DeliveryRow(id_, event_id, partner, webhook, message_id, DeliveryStatus(status), attempts, next_attempt_at,
+                       last_status, last_error)  # fmt: skip
