@@ -97,11 +97,17 @@ class Directory:
 
     def refresh(self) -> None:
         state_version, secrets_version = self.stores.partners.version(), self.stores.secrets.version()
-        if state_version != self._state_version or state_version is None or not self._routes_loaded:
+        state_moved = state_version != self._state_version or state_version is None
+        if state_moved or not self._routes_loaded:
             self._state_version = state_version
             self._records.clear()
             self.routes = RouteTable(self.stores.journal.setting("catalog"))
             self._routes_loaded = True
+        if state_moved and state_version is not None:
+            # A revocation is recorded with the partner's record: a store announcing record changes
+            # (PostgreSQL's NOTIFY) makes credentials cached here or in a remote secret store stale too.
+            self.stores.secrets.forget()
+            self._credentials.clear()
         if secrets_version != self._secrets_version or secrets_version is None:
             self._secrets_version = secrets_version
             self._credentials.clear()

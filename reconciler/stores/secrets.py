@@ -66,4 +66,7 @@ class SecretStore(Protocol):
     def version(self) -> str | None:
         """Changes whenever credentials or webhook secrets change, by partnerctl or by hand; None if unknowable."""
 
+    def forget(self) -> None:
+        """Drop what this process remembers of the store: a change was announced elsewhere (a revocation)."""
+
     def close(self) -> None: ...

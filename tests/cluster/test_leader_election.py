@@ -3,66 +3,19 @@ when the leader is killed, no double apply, and a leader that loses its Lease st
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.cluster import Cluster
 from tests.support.engine import Installation
+from tests.support.processes import LEASE_SECONDS, Runner, eventually
 from tests.support.repo import TENANT
 from tests.support.servers import HttpRecorder
-
-LEASE_SECONDS = 2
-
-
-class Runner:
-    """A ``partnerctl run`` process and the JSON log lines it has written so far."""
-
-    def __init__(self, installation: Installation, identity: str) -> None:
-        command = [str(Path(sys.executable).parent / "partnerctl"), "--repo", str(installation.repo.root),
-                   "--home", str(installation.home), "--approval", "none", *installation.extra, "run",
-                   "--leader-elect", "--lease-duration", str(LEASE_SECONDS), "--interval", "1",
-                   "--log-format", "json"]  # fmt: skip
-        self.identity = identity
-        self.process = subprocess.Popen(command, env={**os.environ, "POD_NAME": identity}, text=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-        self.lines: list[dict[str, object]] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            if line.startswith("{"):
-                self.lines.append(json.loads(line))
-
-    def said(self, fragment: str) -> bool:
-        return any(fragment in str(line.get("msg")) for line in list(self.lines))
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-
-def eventually(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> float:
-    """Wait for ``condition``; returns the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if condition():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -70,9 +23,7 @@ def runners(cluster_installation: Installation) -> Iterator[list[Runner]]:
     started = [Runner(cluster_installation, "pod-a"), Runner(cluster_installation, "pod-b")]
     yield started
     for runner in started:
-        if runner.process.poll() is None:
-            runner.process.kill()
-            runner.process.wait()
+        runner.kill()
 
 
 def holder(cluster: Cluster) -> str | None:

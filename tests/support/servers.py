@@ -41,6 +41,11 @@ class UvicornThread:
         self.thread.join(timeout=10)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # several workers connecting at once are queued, not refused
+    daemon_threads = True
+
+
 @dataclass
 class Recorded:
     method: str
@@ -81,7 +86,7 @@ class HttpRecorder:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 

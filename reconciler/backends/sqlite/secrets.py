@@ -59,6 +59,9 @@ class LocalSecretStore:
     def version(self) -> str | None:
         return f"{(self._folder / 'secrets.db').stat().st_ino}:{read_counter(self._db)}"
 
+    def forget(self) -> None:
+        pass  # nothing is remembered: every read is the file's
+
     # --- credentials ------------------------------------------------------------------------------
 
     def live_credentials(self) -> dict[str, list[Credential]]:

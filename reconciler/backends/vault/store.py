@@ -88,6 +88,9 @@ class VaultSecretStore:
     def version(self) -> str | None:
         return None  # KV has no counter that hand edits move: every plan reads Vault afresh
 
+    def forget(self) -> None:
+        self._cache.clear()
+
     # --- credentials ------------------------------------------------------------------------------
 
     def live_credentials(self) -> dict[str, list[Credential]]:
