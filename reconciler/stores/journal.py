@@ -63,8 +63,9 @@ class OutboxStore(Protocol):
     def enqueue(self, event: StoredEvent, deliveries: list[DeliveryRow]) -> None:
         """Store an event and its deliveries together; only then is the event acknowledged."""
 
-    def due(self, now: float, limit: int) -> list[DeliveryRow]:
-        """Pending deliveries whose next attempt is due, oldest first."""
+    def due(self, now: float, limit: int, *, lease: float = 0.0) -> list[DeliveryRow]:
+        """Pending deliveries whose next attempt is due, oldest first. A store shared by several workers
+        claims them: no other caller gets them for ``lease`` seconds, unless their outcome is recorded."""
 
     def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
         """Several events by id, in one read (a dispatcher pass)."""

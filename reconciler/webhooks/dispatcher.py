@@ -14,6 +14,7 @@ are written back in one go under the installation lock, with the audit events th
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import Counter
@@ -87,9 +88,14 @@ class Dispatcher:
         self.concurrency, self.per_endpoint, self.timeout, self.batch = concurrency, per_endpoint, timeout, batch
         self.on_results = on_results  # e.g. metrics: how many deliveries ended in each status
 
+    def longest_pass(self) -> float:
+        """The longest one pass can take: every delivery to one endpoint, each timing out. A store shared by
+        several workers keeps a pass's deliveries from the others for that long (then, the worker is dead)."""
+        return (math.ceil(self.batch / self.per_endpoint) + 1) * self.timeout
+
     async def run_once(self) -> int:
         """One pass over the deliveries due now; how many were attempted."""
-        due = self.outbox.due(clock.now().timestamp(), self.batch)
+        due = self.outbox.due(clock.now().timestamp(), self.batch, lease=self.longest_pass())
         if not due:
             return 0
         shaper = Shaper(self.outbox.setting("catalog") or {"spec": {"scopes": [], "events": []}})

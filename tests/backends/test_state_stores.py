@@ -203,18 +203,17 @@ def test_the_outbox_keeps_deliveries_until_their_outcome_is_recorded(journal: tu
     assert [row.message_id for row in store.due(500.0, 10)] == ["msg_b"]
 
 
-def test_postgresql_claims_what_it_hands_out(postgres_url: str) -> None:
+def test_workers_claim_what_they_are_handed(journal: tuple[Journal, PartnerStore]) -> None:
     """Two workers asking at once get disjoint deliveries; an unrecorded claim returns after its lease."""
-    records = PostgresPartners(PostgresDatabase(postgres_url))
-    store = PostgresJournal(records.database, partners=records)
+    store, _ = journal
     rows = [DeliveryRow(0, "evt_1", ACME, "a", f"msg_{n}", DeliveryStatus.PENDING, 0, 100.0) for n in range(10)]
     store.enqueue(StoredEvent("evt_1", "payment.status.changed", {}, "2026-11-28T12:00:00+00:00"), rows)
-    first, second = store.due(100.0, 6), store.due(100.0, 6)
+    lease = CLAIM_SECONDS + 60
+    first, second = store.due(100.0, 6, lease=lease), store.due(100.0, 6, lease=lease)
     assert len(first) == 6 and len(second) == 4
     assert not {row.message_id for row in first} & {row.message_id for row in second}
-    assert store.due(100.0 + CLAIM_SECONDS - 1, 10) == [], "claimed: no one else sends them meanwhile"
+    assert store.due(100.0 + lease - 1, 10) == [], "claimed: no one else sends them meanwhile"
     store.record_attempts([replace(row, status=DeliveryStatus.DELIVERED, attempts=1) for row in first])
-    again = store.due(100.0 + CLAIM_SECONDS + 1, 10)
+    again = store.due(100.0 + lease + 1, 10)
     assert sorted(row.message_id for row in again) == sorted(row.message_id for row in second), (
         "a worker that died mid-delivery leaves its claims to another after the lease")
-    records.close()

@@ -34,7 +34,8 @@ from reconciler.vocabulary import DeliveryStatus
 __all__ = ["CLAIM_SECONDS", "PostgresJournal", "PostgresPartners"]
 
 WRITER_LOCK = 2
-# A claimed delivery is another worker's to send again after this long without a recorded outcome.
+# A claimed delivery is another worker's to send again after this long without a recorded outcome,
+# unless the caller says how long its pass may take.
 CLAIM_SECONDS = 120.0
 _DELIVERY = "id, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error"
 _UPSERT = "INSERT INTO partners (key, data) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data"
@@ -201,15 +202,16 @@ class PostgresJournal:
                 [(event.id, d.partner, d.webhook, d.message_id, str(d.status), d.next_attempt_at) for d in deliveries],
             )
 
-    def due(self, now: float, limit: int) -> list[DeliveryRow]:
-        """Claim up to ``limit`` due deliveries for this worker: no other worker sees them for CLAIM_SECONDS."""
+    def due(self, now: float, limit: int, *, lease: float = 0.0) -> list[DeliveryRow]:
+        """Claim up to ``limit`` due deliveries for this worker: no other worker sees them for ``lease``
+        seconds (at least CLAIM_SECONDS) unless their outcome is recorded first."""
         rows = self.database.rows(
             f"""WITH claimed AS (
                     SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= %(now)s
                     ORDER BY next_attempt_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
                 UPDATE deliveries AS d SET next_attempt_at = %(until)s FROM claimed WHERE d.id = claimed.id
                 RETURNING {", ".join("d." + column.strip() for column in _DELIVERY.split(","))}""",
-            {"now": now, "limit": limit, "until": now + CLAIM_SECONDS},
+            {"now": now, "limit": limit, "until": now + max(lease, CLAIM_SECONDS)},
         )
         return sorted((_delivery(row) for row in rows), key=lambda row: row.id)
 

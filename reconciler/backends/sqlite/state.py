@@ -184,12 +184,15 @@ class SqliteJournal:
                 [(event.id, d.partner, d.webhook, d.message_id, str(d.status), d.next_attempt_at) for d in deliveries],
             )
 
-    def due(self, now: float, limit: int) -> list[DeliveryRow]:
-        rows = self.database.rows(
-            f"SELECT {_DELIVERY} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, id LIMIT ?",
-            (now, limit),
-        )
+    def due(self, now: float, limit: int, *, lease: float = 0.0) -> list[DeliveryRow]:
+        query = (f"SELECT {_DELIVERY} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
+                 "ORDER BY next_attempt_at, id LIMIT ?")  # fmt: skip
+        if lease <= 0:
+            return [_delivery(row) for row in self.database.rows(query, (now, limit))]
+        with self.database.transaction():  # BEGIN IMMEDIATE: a second dispatcher waits, then sees the claim
+            rows = self.database.rows(query, (now, limit))
+            self.database.executemany("UPDATE deliveries SET next_attempt_at = ? WHERE id = ?",
+                                      [(now + lease, row[0]) for row in rows])  # fmt: skip
         return [_delivery(row) for row in rows]
 
     def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
