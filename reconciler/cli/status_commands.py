@@ -160,15 +160,14 @@ def verify(ctx: click.Context, /, exported: Path | None, **given: Any) -> None:
     """Check the hash chain and its committed head. Exit 0 intact, 1 tampered."""
     settings = settings_from(ctx, given)
     if exported is not None:
-        verdict, head = _verify_export(exported)
+        verdict = _verify_export(exported)
     else:
         with reconciler(settings) as engine:
             verdict = engine.verify_audit()
-            head = engine.stores.journal.audit_head()
     if settings.output == "json":
         output.emit_json(
             {"intact": verdict.intact, "entries": verdict.entries, "firstBrokenSeq": verdict.first_broken_seq,
-             "problem": verdict.problem, "head": {"seq": head.seq, "hash": head.hash}}
+             "problem": verdict.problem}
         )  # fmt: skip
     elif verdict.intact:
         click.echo(f"audit log intact: {verdict.entries} entries")
@@ -213,9 +212,8 @@ def export(ctx: click.Context, /, out: Path | None, **given: Any) -> None:
                 target.close()
 
 
-def _verify_export(path: Path) -> tuple[chain.Verdict, AuditHead]:
-    """The chain in ``path`` checked on its own; its last entry stands for the head (compare it with the
-    installation's, which `audit verify` prints)."""
+def _verify_export(path: Path) -> chain.Verdict:
+    """The chain in ``path`` checked on its own; its last entry stands for the committed head."""
     entries: list[Any] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
@@ -224,4 +222,4 @@ def _verify_export(path: Path) -> tuple[chain.Verdict, AuditHead]:
             entries.append(line)
     last = entries[-1] if entries and isinstance(entries[-1], dict) else {}
     head = AuditHead(seq=int(last.get("seq") or 0), hash=str(last.get("hash") or GENESIS_HASH))
-    return chain.verify(entries, head), head
+    return chain.verify(entries, head)

@@ -56,6 +56,10 @@ class DesiredState:
     catalog: dict[str, Any] | None = None  # the approved scope catalog, published for the gateway
 
 
+# Fresh validation results are memoised this many at a time.
+MEMO_FLUSH = 1000
+
+
 def partner_key(path: str) -> str:
     """``partners/<tenant>/<name>.yaml`` -> ``<tenant>/<name>``."""
     _, tenant, file = path.split("/", 2)
@@ -193,6 +197,9 @@ def _validate_pending(
                 else {"violations": [violation.to_json() for violation in violations]}
             )
             fresh[memo_key] = cached
+            if len(fresh) >= MEMO_FLUSH:  # written as it goes: a first validation of 10,000 files stays small
+                memo_store.cache(fresh)
+                fresh = {}
         if "manifest" in cached:
             manifest = IntegrationPartner.model_validate(cached["manifest"])
             desired.partners[key] = DesiredPartner(key, path, blob, context, approved.record, manifest, status.policy)

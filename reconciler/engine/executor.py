@@ -91,6 +91,10 @@ class _Step:
     events: list[AuditEvent] = field(default_factory=list)
 
 
+# Partners checked (loaded, pinged, recorded) together: enough for the pings' parallelism, and memory stays flat.
+CHECK_CHUNK = 500
+
+
 class Executor:
     def __init__(self, stores: Stores, journal: Journal, *, now: datetime, pinger: Pinger | None = None) -> None:
         self.stores = stores
@@ -157,7 +161,16 @@ class Executor:
     # --- connectivity checks ----------------------------------------------------------------------
 
     def check(self, keys: Iterable[str]) -> list[Result]:
-        """Connectivity checks: a signed ping to every webhook (in parallel), then the recorded handshake."""
+        """Connectivity checks: a signed ping to every webhook (in parallel), then the recorded handshake.
+
+        In chunks of CHECK_CHUNK partners, so memory stays flat however many partners are checked."""
+        results: list[Result] = []
+        ordered = list(keys)
+        for start in range(0, len(ordered), CHECK_CHUNK):
+            results += self._check(ordered[start : start + CHECK_CHUNK])
+        return results
+
+    def _check(self, keys: list[str]) -> list[Result]:
         records = [record for key in keys if (record := self.stores.partners.partner(key)) is not None]
         targets = [
             PingTarget(record.key, hook.name, hook.url, secret)
@@ -187,25 +200,31 @@ class Executor:
             self.stores.journal.release_held(record.key, hook.name, now=self.now.timestamp())
         return [self.journal.event(event, record.key, details) for event, details in changes]
 
-    def housekeeping(self, desired: DesiredState, plan: Plan, records: dict[str, PartnerRecord]) -> None:
-        """Record what changed without an action: new blocked partners, unchanged specs at new blobs."""
+    def housekeeping(self, desired: DesiredState, plan: Plan, planned_from: dict[str, PartnerRecord]) -> None:
+        """Record what changed without an action: new blocked partners, unchanged specs at new blobs.
+
+        ``planned_from``: the records the plan was made from. Only the partners they show to need an
+        update are read again (a check may have changed them since), never every record."""
         settings = self.stores.journal
         if desired.catalog is not None and settings.setting("catalog") != desired.catalog:
             settings.put_setting("catalog", desired.catalog)
         acted = {action.partner for action in plan.actions}
         updates = []
         for key, blocked in desired.blocked.items():
-            if blocked.never_approved and key not in records:
+            new = blocked.never_approved and key not in planned_from and key not in acted
+            if new and self.stores.partners.partner(key) is None:
                 updates.append(PartnerRecord(key=key, phase=Phase.PENDING_APPROVAL))
         for key, partner in desired.partners.items():
-            record = records.get(key)
-            if key in acted or partner.manifest is None or record is None or record.decommissioned:
+            before = planned_from.get(key)
+            if key in acted or partner.manifest is None or before is None or before.decommissioned:
                 continue
-            if (record.blob, record.context) == (partner.blob, partner.context):
+            if (before.blob, before.context) == (partner.blob, partner.context):
                 continue
-            refreshed = copy.deepcopy(record)
-            self._adopt_spec(refreshed, partner)
-            updates.append(refreshed)
+            record = self.stores.partners.partner(key)
+            if record is None or record.decommissioned:
+                continue
+            self._adopt_spec(record, partner)
+            updates.append(record)
         if updates:
             self.journal.record(updates, [], now=self.now)
 

@@ -154,7 +154,7 @@ class Reconciler:
             if stop is not None and stop.is_set():
                 return ApplyOutcome(outcome.plan.revision, results, [])
             checks = executor.check(outcome.plan.checks)
-            executor.housekeeping(outcome.desired, outcome.plan, self.stores.partners.partners())
+            executor.housekeeping(outcome.desired, outcome.plan, outcome.live.records)
         return ApplyOutcome(outcome.plan.revision, results, checks)
 
     # --- credentials ------------------------------------------------------------------------------

@@ -51,11 +51,14 @@ class ChangeListener:
         return self.version() is not None
 
     def _listen(self) -> None:
+        said: str | None = None  # what the log last said about a failure: said once, not every retry
         while not self._stop.is_set():
             try:
                 connection = self.database.connect()
             except ReconcilerError as error:
-                log.warning("change listener: %s", error)
+                if str(error) != said:
+                    log.warning("change listener: %s; retrying every %g s", error, self.retry_seconds)
+                    said = str(error)
                 self._stop.wait(self.retry_seconds)
                 continue
             self._connection = connection
@@ -64,12 +67,16 @@ class ChangeListener:
                 with self._lock:
                     self._session += 1
                     self._listening = True
+                if said is not None:
+                    log.warning("change listener: listening again")
+                    said = None
                 while not self._stop.is_set():
                     for _ in connection.notifies(timeout=0.5):
                         with self._lock:
                             self._heard += 1
             except psycopg.Error as error:
                 if not self._stop.is_set():
+                    said = f"lost its connection ({type(error).__name__})"
                     log.warning("change listener lost its connection (%s); reconnecting", type(error).__name__)
             finally:
                 with self._lock:

@@ -6,12 +6,20 @@ message names the database by :func:`display_url`, which never includes a passwo
 failures become partnerctl's kinds: a server that cannot be reached (or went away) is
 :class:`StoreUnavailable`, a lock held too long :class:`Busy`, a lost serialisation race
 :class:`WriteConflict`, a missing schema or privilege :class:`Stalled`.
+
+Bad days: a connection the server closed while it sat in the pool (a restart, a failover,
+``pg_terminate_backend``) is replaced before anyone uses it, so only statements in flight fail; and
+while the pool cannot connect, a caller tries once itself and fails at once with the server's reason,
+instead of waiting POOL_TIMEOUT for a connection that cannot come (a gateway answers 503 at once).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -34,6 +42,10 @@ DEFAULT_POOL = 10
 logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
 CONNECT_TIMEOUT = 5
 POOL_TIMEOUT = 10.0
+# How long a caller waits on the pool before looking again whether the server is reachable at all.
+WAIT_SLICE = 0.25
+# While the server is unreachable, callers within this long of a failed attempt share its verdict.
+PROBE_SECONDS = 0.5
 
 
 def split_options(url: str) -> tuple[str, dict[str, str]]:
@@ -80,8 +92,13 @@ class Database:
             timeout=POOL_TIMEOUT,
             name="partnerctl",
             reconnect_timeout=0,
+            reconnect_failed=self._pool_cannot_connect,
+            configure=self._pool_connected,
         )
         self._opened = False
+        self._unreachable = threading.Event()  # the pool's last attempt to connect failed
+        self._probe_lock = threading.Lock()
+        self._probe_failed: tuple[float, str] | None = None  # when our own last attempt failed, and why
 
     def connect(self) -> psycopg.Connection[Any]:
         """A connection of its own, outside the pool (a listener, a leader's lock, a migration)."""
@@ -95,9 +112,49 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool that the server has not closed; back into the pool after the block."""
         self.open()
-        with self.errors(), self._pool.connection() as conn:
-            yield conn
+        with self.errors():
+            conn = self._checkout()
+            try:
+                with conn:  # psycopg's: commit or roll back; the pool keeps the connection open
+                    yield conn
+            finally:
+                self._pool.putconn(conn)  # a broken one is replaced by the pool
+
+    def _checkout(self) -> psycopg.Connection[Any]:
+        deadline = time.monotonic() + POOL_TIMEOUT
+        while True:
+            if self._unreachable.is_set():
+                self._probe()  # raises at once while the server still cannot be reached
+            try:
+                conn = self._pool.getconn(timeout=max(min(WAIT_SLICE, deadline - time.monotonic()), 0.001))
+            except PoolTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+                continue
+            if _alive(conn):
+                return conn
+            self._pool.putconn(conn)
+
+    def _probe(self) -> None:
+        """While the pool cannot connect: one attempt of our own, its verdict shared for PROBE_SECONDS."""
+        with self._probe_lock:
+            if self._probe_failed is not None and time.monotonic() - self._probe_failed[0] < PROBE_SECONDS:
+                raise StoreUnavailable(self._unavailable(self._probe_failed[1]))
+            try:
+                psycopg.connect(self.conninfo, **self.connect_options).close()
+            except psycopg.OperationalError as error:
+                self._probe_failed = (time.monotonic(), _first_line(error))
+                raise
+            self._probe_failed = None
+            self._unreachable.clear()  # the server answers again: the pool will connect
+
+    def _pool_cannot_connect(self, pool: ConnectionPool[Any]) -> None:
+        self._unreachable.set()
+
+    def _pool_connected(self, conn: psycopg.Connection[Any]) -> None:
+        self._unreachable.clear()
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -139,13 +196,15 @@ class Database:
             if "authentication" in text or "password" in text or "does not exist" in text:
                 raise Stalled(f"PostgreSQL at {self.name} refused the connection: {text}; check the user, "
                               "database and PGPASSWORD / PGPASSFILE") from error  # fmt: skip
-            raise StoreUnavailable(f"PostgreSQL at {self.name} is unavailable: {text}; a retry converges once it "
-                                   "answers") from error  # fmt: skip
+            raise StoreUnavailable(self._unavailable(text)) from error
         except psycopg.DataError as error:
             raise IntegrityError(f"PostgreSQL at {self.name}: stored data is not what partnerctl expects "
                                  f"({_first_line(error)})") from error  # fmt: skip
         except psycopg.Error as error:
             raise Stalled(f"PostgreSQL at {self.name}: {_first_line(error)}") from error
+
+    def _unavailable(self, reason: str) -> str:
+        return f"PostgreSQL at {self.name} is unavailable: {reason}; a retry converges once it answers"
 
     def close(self) -> None:
         if self._opened:
@@ -159,6 +218,24 @@ def _pool_size(value: str | None, name: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 1000:
         raise UsageError(f"--state {name}?pool={value}: the pool size is a number from 1 to 1000")
     return int(value)
+
+
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a pooled connection still works, without a round trip in the usual case: an idle connection
+    has nothing to read unless the server said goodbye (shutdown, terminated backend) or closed it."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    if not readable:
+        return True
+    try:  # something arrived unasked: most likely a farewell; a round trip tells
+        conn.execute("")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def _first_line(error: BaseException) -> str:
