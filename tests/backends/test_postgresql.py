@@ -4,10 +4,13 @@ move from SQLite, and the database's URL and password kept out of every message.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import threading
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from reconciler.backends.postgresql.database import Database
 from reconciler.backends.postgresql.schema import LATEST, migrate
@@ -139,3 +142,35 @@ def test_state_migrate_moves_an_embedded_installation_without_reissuing(
 
 def _shown(url: str) -> str:
     return url.replace("postgres@", "postgres@", 1).split("?", 1)[0]
+
+
+def test_the_password_comes_from_libpqs_environment(postgres_server: PostgresServer, postgres_url: str) -> None:
+    """A role that must give a password (scram-sha-256): PGPASSWORD lets it in, and no message shows it."""
+    if postgres_server.data is None:
+        pytest.skip("changing pg_hba.conf needs a server of our own")
+    role, password = "partnerctl_pw", "Pw-" + secrets.token_hex(8)
+    with psycopg.connect(postgres_server.url, autocommit=True) as db:
+        db.execute(f"DROP ROLE IF EXISTS {role}")
+        db.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}' SUPERUSER")
+    hba = postgres_server.data / "pg_hba.conf"
+    original = hba.read_text()
+    hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + original)
+    try:
+        with psycopg.connect(postgres_server.url, autocommit=True) as db:
+            db.execute("SELECT pg_reload_conf()")
+        url = postgres_url.replace("postgres@", f"{role}@", 1)
+        refused = partnerctl("--state", url, "status")
+        assert refused.exit_code == 1 and "refused the connection" in refused.stderr, refused
+        assert "PGPASSWORD" in refused.stderr
+        os.environ["PGPASSWORD"] = "wrong-" + password
+        wrong = partnerctl("--state", url, "status")
+        assert wrong.exit_code == 1 and password not in wrong.stderr + wrong.stdout
+        os.environ["PGPASSWORD"] = password
+        allowed = partnerctl("--state", url, "--output", "json", "status")
+        assert allowed.exit_code == 0 and allowed.json() == {"partners": []}
+        assert password not in allowed.stdout + allowed.stderr
+    finally:
+        os.environ.pop("PGPASSWORD", None)
+        hba.write_text(original)
+        with psycopg.connect(postgres_server.url, autocommit=True) as db:
+            db.execute("SELECT pg_reload_conf()")
