@@ -267,7 +267,7 @@ class VaultSecretStore:
             trimmed = {**outbox, "events": [item for item in outbox["events"] if item["id"] > cursor]}
             try:
                 self._outbox = (trimmed, self._write("_outbox", trimmed, cas=version))
-            except WriteConflict:
+            except (WriteConflict, Stalled):  # trimming is housekeeping: a gateway's policy may not write there
                 self._outbox = None
         return found
 
