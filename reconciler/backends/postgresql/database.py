@@ -225,17 +225,25 @@ def _alive(conn: psycopg.Connection[Any]) -> bool:
     has nothing to read unless the server said goodbye (shutdown, terminated backend) or closed it."""
     if conn.closed or conn.broken:
         return False
-    try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    if not readable:
+    if _quiet(conn.fileno()):
         return True
-    try:  # something arrived unasked: most likely a farewell; a round trip tells
+    try:  # something arrived unasked (most likely a farewell), or we could not look: a round trip tells
         conn.execute("")
     except psycopg.Error:
         return False
     return True
+
+
+def _quiet(fd: int) -> bool:
+    """Nothing to read on ``fd`` right now (poll: no limit on descriptor numbers, unlike select)."""
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return not poller.poll(0)
+        return not select.select([fd], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
 
 
 def _first_line(error: BaseException) -> str:
