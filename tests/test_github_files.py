@@ -65,6 +65,15 @@ def test_ci_runs_the_vault_tests_against_hashicorp_vault() -> None:
         assert suite in run and (PROJECT_ROOT / suite).exists()
 
 
+def test_ci_runs_the_postgresql_tests_against_the_official_image() -> None:
+    job = workflow("ci.yml")["jobs"]["postgresql"]
+    assert job["services"]["postgres"]["image"].startswith("postgres:")
+    assert job["env"]["PARTNERCTL_TEST_POSTGRES_URL"].startswith("postgresql://")
+    assert any("pytest" in run and "-k postgres" in run for run in steps({"jobs": {"postgresql": job}}))
+    for suite in ("tests/backends/test_postgresql.py", "tests/backends/test_postgresql_concurrency.py"):
+        assert (PROJECT_ROOT / suite).exists()
+
+
 def test_ci_runs_the_end_to_end_onboarding_on_kind() -> None:
     job = workflow("ci.yml")["jobs"]["kind"]
     assert any(step.get("uses", "").startswith("helm/kind-action@") for step in job["steps"])
