@@ -9,6 +9,7 @@ even read: the planner works from the applied record.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -34,9 +35,27 @@ class DesiredPartner:
     blob: str
     context: str
     approval: ApprovalRecord
+    # The validated spec as compact JSON (a tenth of the memory of its model, for 10,000 partners);
     # None when the approved version is the one already applied: nothing was parsed.
-    manifest: IntegrationPartner | None = None
+    spec_document: str | None = None
     policy: TenantPolicy | None = None
+
+    @property
+    def read(self) -> bool:
+        """Whether this version was read (validated) in this plan, rather than being the applied one."""
+        return self.spec_document is not None
+
+    def spec(self) -> dict[str, Any] | None:
+        return json.loads(self.spec_document) if self.spec_document is not None else None
+
+
+def spec_document(manifest: IntegrationPartner) -> str:
+    """A validated manifest's spec, as DesiredPartner keeps it."""
+    return compact_spec(manifest.spec.model_dump(mode="json", exclude_none=True))
+
+
+def compact_spec(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -201,8 +220,9 @@ def _validate_pending(
                 memo_store.cache(fresh)
                 fresh = {}
         if "manifest" in cached:
-            manifest = IntegrationPartner.model_validate(cached["manifest"])
-            desired.partners[key] = DesiredPartner(key, path, blob, context, approved.record, manifest, status.policy)
+            IntegrationPartner.model_validate(cached["manifest"])  # the memo is checked like a file
+            document = compact_spec(cached["manifest"]["spec"])
+            desired.partners[key] = DesiredPartner(key, path, blob, context, approved.record, document, status.policy)
         else:
             first = cached["violations"][0] if cached["violations"] else {}
             count = len(cached["violations"])

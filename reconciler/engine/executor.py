@@ -137,7 +137,7 @@ class Executor:
         done = 0
         try:
             registers = actions[0].action == ActionName.REGISTER_PARTNER
-            if partner is not None and partner.manifest is not None and not registers:
+            if partner is not None and partner.read and not registers:
                 self._adopt_spec(record, partner)  # the whole approved version is what gets applied
             for action in actions:
                 step = _Step(action, record, partner, desired, events)
@@ -216,7 +216,7 @@ class Executor:
                 updates.append(PartnerRecord(key=key, phase=Phase.PENDING_APPROVAL))
         for key, partner in desired.partners.items():
             before = planned_from.get(key)
-            if key in acted or partner.manifest is None or before is None or before.decommissioned:
+            if key in acted or not partner.read or before is None or before.decommissioned:
                 continue
             if (before.blob, before.context) == (partner.blob, partner.context):
                 continue

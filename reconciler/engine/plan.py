@@ -98,8 +98,8 @@ def stable_until(desired: DesiredState, live: LiveState, *, now: datetime, check
 
 def desired_spec(partner: DesiredPartner, record: PartnerRecord | None) -> dict[str, Any]:
     """The approved spec: from the manifest when it was read, else the applied one."""
-    if partner.manifest is not None:
-        spec: dict[str, Any] = partner.manifest.spec.model_dump(mode="json", exclude_none=True)
+    spec = partner.spec()
+    if spec is not None:
         return spec
     return record.spec if record is not None else {}
 
@@ -136,7 +136,7 @@ def _converge(
 
     if new:
         actions.append(Action(key, ActionName.REGISTER_PARTNER, "new-partner", {"scopes": spec.get("scopes", [])}))
-    elif record is not None and partner.manifest is not None:
+    elif record is not None and partner.read:
         changed = _changed_fields(record.spec, spec)
         if changed:
             actions.append(Action(key, ActionName.UPDATE_PARTNER, "spec-changed", {"changed": changed}))

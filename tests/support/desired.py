@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.approval.gate import ApprovalRecord
-from reconciler.engine.desired import DesiredPartner, DesiredState
+from reconciler.engine.desired import DesiredPartner, DesiredState, spec_document
 from reconciler.manifests.loader import load_document
 from reconciler.manifests.models import IntegrationPartner, TenantPolicy
 from tests.support.repo import PARTNER, POLICY, TENANT
@@ -48,8 +48,8 @@ def desired_of(partners: list[Version], revision: str, *, deleted: tuple[str, ..
         key = f"{TENANT}/{version.name}"
         manifest = version.manifest()
         blob = hashlib.sha1(manifest.model_dump_json().encode()).hexdigest()
-        desired.partners[key] = DesiredPartner(key, f"partners/{key}.yaml", blob, "context", approval, manifest,
-                                               POLICY_MODEL)  # fmt: skip
+        desired.partners[key] = DesiredPartner(key, f"partners/{key}.yaml", blob, "context", approval,
+                                               spec_document(manifest), POLICY_MODEL)  # fmt: skip
     for name in deleted:
         desired.deleted[f"{TENANT}/{name}"] = approval
     return desired
