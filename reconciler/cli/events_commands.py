@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Any
 
 import click
@@ -13,7 +16,7 @@ from reconciler import clock
 from reconciler.cli import output, wiring
 from reconciler.cli.options import common_options, settings_from
 from reconciler.credentials import keyed_hash
-from reconciler.errors import UsageError
+from reconciler.errors import ReconcilerError, UsageError
 
 
 @click.group()
@@ -80,6 +83,9 @@ def token_command(ctx: click.Context, /, **given: Any) -> None:
 def dispatch(ctx: click.Context, /, once: bool, interval: str, schedule: str | None, **given: Any) -> None:
     """Run the webhook delivery worker.
 
+    Any number of workers may run on one installation: each claims what it sends. SIGTERM finishes the
+    current pass and exits 0; a failed pass (the store unreachable) is reported and retried.
+
     \b
     Example:
       partnerctl dispatch --once
@@ -87,7 +93,19 @@ def dispatch(ctx: click.Context, /, once: bool, interval: str, schedule: str | N
     settings = settings_from(ctx, given)
     seconds = wiring.parse_duration(interval).total_seconds()
     worker = wiring.dispatcher(settings, schedule)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        click.echo(f"partnerctl dispatch: received {signal.Signals(signum).name}: finishing this pass", err=True)
+        stop.set()
+
+    def failed(error: ReconcilerError) -> None:
+        click.echo(f"partnerctl dispatch: {error} (retrying in {seconds:g} s)", err=True)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        worker.run(once=once, interval=seconds)
+        worker.run(once=once, interval=seconds, stop=stop, on_error=None if once else failed)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         worker.stores.close()

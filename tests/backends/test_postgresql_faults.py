@@ -436,9 +436,6 @@ def test_every_connection_of_the_gateway_cut(
         assert time.monotonic() - suspended < 1, "within a second: heard, not polled"
 
 
-@pytest.mark.xfail(strict=True, reason="PostgresJournal.exclusive holds the writer lock on one pooled connection "
-                   "while the block writes through others: cut that connection and the lock is gone, yet the "
-                   "writer goes on (fix: write through the lock's own connection)")  # fmt: skip
 def test_a_writer_whose_lock_was_cut_cannot_overwrite_the_next_writer(server: PostgresServer) -> None:
     db = new_database(server)
     partners = [PostgresPartners(Database(db.admin)) for _ in range(2)]

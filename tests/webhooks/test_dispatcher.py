@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -244,3 +249,20 @@ def test_on_failure_flag_keeps_delivering(onboarded: Onboarded, monkeypatch: pyt
     assert "webhook.flagged" in onboarded.installation.events(ACME)
     publish(onboarded)
     assert [row[0] for row in outbox(onboarded)] == ["pending", "pending"]  # flagged, not held
+
+
+def test_the_dispatch_worker_delivers_and_stops_cleanly_on_sigterm(onboarded: Onboarded) -> None:
+    publish(onboarded)
+    command = [str(Path(sys.executable).parent / "partnerctl"), "--home", str(onboarded.installation.home),
+               "--dev-allow-loopback-webhooks", "dispatch", "--interval", "1"]  # fmt: skip
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not deliveries(onboarded) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(deliveries(onboarded)) == 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=20)
+    assert code == 0 and "received SIGTERM" in (worker.stderr.read() if worker.stderr else "")
+    assert outbox(onboarded) == [("delivered", 1, 200)]

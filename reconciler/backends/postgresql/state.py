@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -96,6 +97,19 @@ class PostgresJournal:
         self.database = database
         self._partners = partners
         self._after_commit = after_commit  # the Kubernetes mirror, when there is one
+        self._held = threading.local()  # this thread's connection holding the writer lock, inside exclusive()
+
+    @contextmanager
+    def _writing(self) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction; inside :meth:`exclusive`, on the connection that holds the writer lock, so that a
+        writer whose lock went with its connection writes nothing more."""
+        held: psycopg.Connection[Any] | None = getattr(self._held, "conn", None)
+        if held is None:
+            with self.database.transaction() as conn:
+                yield conn
+        else:
+            with self.database.errors(), held.transaction():
+                yield held
 
     # --- the audit chain --------------------------------------------------------------------------
 
@@ -106,7 +120,7 @@ class PostgresJournal:
     def record(
         self, events: list[AuditEvent], records: list[PartnerRecord], *, now: datetime, outbox_cursor: int | None
     ) -> AuditHead:
-        with self.database.transaction() as conn:
+        with self._writing() as conn:
             # The head's row lock serialises appends across processes: one chain, never a fork.
             row = conn.execute("SELECT seq, hash, outbox_cursor FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
             head = AuditHead(seq=row[0], hash=row[1], outbox_cursor=row[2]) if row else AuditHead()
@@ -160,9 +174,11 @@ class PostgresJournal:
                             raise Busy(f"another partnerctl is writing to {self.database.name}; try again when "
                                        "it is done")  # fmt: skip
                         time.sleep(0.1)
+            self._held.conn = conn
             try:
                 yield
             finally:
+                self._held.conn = None
                 if not conn.closed and not conn.broken:
                     with self.database.errors():
                         conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_SPACE, WRITER_LOCK))
@@ -183,7 +199,7 @@ class PostgresJournal:
 
     def cache(self, entries: dict[str, Any]) -> None:
         if entries:
-            with self.database.transaction() as conn, conn.cursor() as cursor:
+            with self._writing() as conn, conn.cursor() as cursor:
                 cursor.executemany(
                     "INSERT INTO memo (key, value) VALUES (%s, %s) "
                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
@@ -193,7 +209,7 @@ class PostgresJournal:
     # --- the webhook outbox -----------------------------------------------------------------------
 
     def enqueue(self, event: StoredEvent, deliveries: list[DeliveryRow]) -> None:
-        with self.database.transaction() as conn, conn.cursor() as cursor:
+        with self._writing() as conn, conn.cursor() as cursor:
             cursor.execute("INSERT INTO events (id, type, data, received_at) VALUES (%s, %s, %s, %s)",
                            (event.id, event.type, Jsonb(event.data), event.received_at))  # fmt: skip
             cursor.executemany(
@@ -233,7 +249,7 @@ class PostgresJournal:
     def record_attempts(self, rows: list[DeliveryRow]) -> None:
         if not rows:
             return
-        with self.database.transaction() as conn, conn.cursor() as cursor:
+        with self._writing() as conn, conn.cursor() as cursor:
             cursor.executemany(
                 "UPDATE deliveries SET status = %s, attempts = %s, next_attempt_at = %s, last_status = %s, "
                 "last_error = %s WHERE id = %s",
