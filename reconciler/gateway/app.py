@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 T = TypeVar("T")
 
 log = logging.getLogger("partnerctl.gateway")
+UNAVAILABLE_LOG_SECONDS = 10.0
 
 REALM = "scp"
 SYNC_WRITE_INTERVAL = 60.0  # seconds between lastSuccessfulSync writes for ordinary API calls
@@ -128,6 +130,7 @@ class Gateway:
         self.journal = Journal(stores, actor="gateway")
         self.upstream = upstream
         self._last_sync: dict[str, float] = {}
+        self._outages: dict[str, tuple[float, int]] = {}  # message -> (last logged, refused since)
         self._threads = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="gateway-store")
 
     async def _off_loop(self, call: Callable[[], T]) -> T:
@@ -168,11 +171,25 @@ class Gateway:
                 await self._off_loop(lambda: self._record_denial(*denial))
             await _respond(send, refusal.status, refusal.body, refusal.headers)
         except (StoreUnavailable, Busy, Stalled) as error:  # no answer from a store: say when to come back
-            log.warning("%s %s: %s", method, path, error)
+            self._warn_unavailable(f"{type(error).__name__}: {error}")
             description = "a backing store is unavailable; retry later"
             wait = next(seconds for kind, seconds in RETRY_AFTER if isinstance(error, kind))
             headers = {"retry-after": wait, "cache-control": "no-store"}
             await _respond(send, 503, {"error": "temporarily_unavailable", "error_description": description}, headers)
+
+    def _warn_unavailable(self, message: str) -> None:
+        """Log a store's outage once per message every UNAVAILABLE_LOG_SECONDS, with how many requests it
+        refused meanwhile: under load an outage is hundreds of 503s a second, not hundreds of log lines."""
+        now = time.monotonic()
+        last, refused = self._outages.get(message, (0.0, 0))
+        if now - last < UNAVAILABLE_LOG_SECONDS:
+            self._outages[message] = (last, refused + 1)
+            return
+        suffix = f" ({refused} more requests refused since the last report)" if refused else ""
+        log.warning("answering 503: %s%s", message, suffix)
+        if len(self._outages) > 100:
+            self._outages.clear()
+        self._outages[message] = (now, 0)
 
     # --- OAuth2 token endpoint ------------------------------------------------------------------
 

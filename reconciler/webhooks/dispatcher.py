@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from reconciler import clock
 from reconciler.engine.journal import Journal
 from reconciler.engine.status import deactivate, webhook_result
-from reconciler.errors import ReconcilerError
+from reconciler.errors import ReconcilerError, Transient
 from reconciler.stores import Stores
 from reconciler.stores.records import DeliveryRow, PartnerRecord, StoredEvent
 from reconciler.vocabulary import DeliveryStatus, WebhookState
@@ -87,6 +87,9 @@ class Dispatcher:
         self.schedule = schedule
         self.concurrency, self.per_endpoint, self.timeout, self.batch = concurrency, per_endpoint, timeout, batch
         self.on_results = on_results  # e.g. metrics: how many deliveries ended in each status
+        # Outcomes of a pass whose recording failed (the store went away): recorded before anything new is
+        # claimed, so what was sent is not sent again when its claim runs out.
+        self._unrecorded: list[tuple[DeliveryRow, Delivery | DeliveryStatus]] = []
 
     def longest_pass(self) -> float:
         """The longest one pass can take: every delivery to one endpoint, each timing out. A store shared by
@@ -95,6 +98,9 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """One pass over the deliveries due now; how many were attempted."""
+        if self._unrecorded:
+            await asyncio.to_thread(self._record, self._unrecorded)
+            self._unrecorded = []
         due = self.outbox.due(clock.now().timestamp(), self.batch, lease=self.longest_pass())
         if not due:
             return 0
@@ -128,7 +134,11 @@ class Dispatcher:
                                                       message_id=row.message_id)  # fmt: skip
 
             outcomes = await asyncio.gather(*(attempt(row) for row in due))
-        await asyncio.to_thread(self._record, outcomes)
+        try:
+            await asyncio.to_thread(self._record, outcomes)
+        except Transient:
+            self._unrecorded = outcomes
+            raise
         return len(due)
 
     def run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -460,3 +461,43 @@ def test_a_writer_whose_lock_was_cut_cannot_overwrite_the_next_writer(server: Po
     finally:
         for store in partners:
             store.close()
+
+
+def test_a_running_dispatcher_records_its_pass_once_the_database_is_back(
+    server: PostgresServer, git_repo: GitPartnerRepo, tmp_path: Path
+) -> None:
+    """A long-running worker keeps what it sent while the database was away and records it first when it
+    returns: nothing is sent twice, and nothing waits for a claim to run out."""
+    db = new_database(server)
+    installation = Installation(git_repo, tmp_path / "home", extra=("--state", db.url, "--dev-allow-loopback-webhooks"))
+    receiver = GatedReceiver(gate=550)
+    hooks = receiver.start()
+    try:
+        installation.onboard(*HOOKED, hooks=hooks)
+        with apps.stores(installation.home, state=db.url) as stores:
+            for _ in range(EVENTS):
+                publish(stores, "payment.status.changed", EVENT, now=clock.now())
+        command = [PARTNERCTL, "--home", str(installation.home), "--state", db.url, "--dev-allow-loopback-webhooks",
+                   "dispatch", "--interval", "1"]  # fmt: skip
+        worker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert receiver.reached.wait(60), "the worker reached its second pass"
+            server.stop()
+            receiver.release()
+            time.sleep(1.5)  # the worker fails to record, reports it and waits its interval
+            server.start()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if db.query("SELECT DISTINCT status FROM deliveries") == [("delivered",)]:
+                    break
+                time.sleep(0.2)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = worker.communicate(timeout=60)
+    finally:
+        receiver.stop()
+    assert worker.returncode == 0, stderr
+    assert "unavailable" in stderr and "retrying" in stderr and "Traceback" not in stderr
+    assert db.query("SELECT DISTINCT status FROM deliveries") == [("delivered",)]
+    received = Counter(receiver.received)
+    assert len(received) == EVENTS * len(HOOKED) and set(received.values()) == {1}, "each message exactly once"
