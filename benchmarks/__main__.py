@@ -7,6 +7,7 @@ from benchmarks import (
     engine_bench,
     fanout_bench,
     gateway_bench,
+    postgres_bench,
     startup_bench,
     validate_bench,
     vault_bench,
@@ -19,4 +20,5 @@ if __name__ == "__main__":
     gateway_bench.main()
     fanout_bench.main()
     vault_bench.main()
+    postgres_bench.main()
     cluster_bench.main()
