@@ -62,7 +62,7 @@ class Journal:
         if not records:
             return
         secrets = self.stores.secrets
-        held = secrets.webhook_secret_names()
+        held = secrets.webhook_secret_names([record.key for record in records])
         if len(records) > BULK_READ:
             credentials = secrets.live_credentials()
         else:

@@ -8,6 +8,7 @@ process dies between the two stores.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Protocol
 
@@ -42,7 +43,8 @@ class SecretStore(Protocol):
 
     def webhook_secret(self, partner: str, webhook: str) -> str | None: ...
 
-    def webhook_secret_names(self) -> dict[str, set[str]]: ...
+    def webhook_secret_names(self, partners: Collection[str] | None = None) -> dict[str, set[str]]:
+        """The names of the webhooks whose signing secret is held, by partner (of ``partners`` only, if given)."""
 
     def remove_webhook_secret(self, partner: str, webhook: str) -> None: ...
 

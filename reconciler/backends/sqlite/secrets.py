@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -157,9 +157,18 @@ class LocalSecretStore:
         ).fetchone()
         return self._unseal(row[0], f"webhook:{partner}:{webhook}").decode() if row else None
 
-    def webhook_secret_names(self) -> dict[str, set[str]]:
+    def webhook_secret_names(self, partners: Collection[str] | None = None) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
-        for partner, name in self._db.execute("SELECT partner, name FROM webhook_secrets"):
+        if partners is None:
+            rows = self._db.execute("SELECT partner, name FROM webhook_secrets").fetchall()
+        else:
+            wanted, rows = sorted(set(partners)), []
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += self._db.execute(f"SELECT partner, name FROM webhook_secrets WHERE partner IN ({marks})",
+                                         chunk).fetchall()  # fmt: skip
+        for partner, name in rows:
             found.setdefault(partner, set()).add(name)
         return found
 

@@ -29,7 +29,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
@@ -52,6 +52,7 @@ __all__ = ["VaultSecretStore"]
 T = TypeVar("T")
 OUTBOX_KEEP = 100  # audited events kept in _outbox before it is trimmed (fewer rewrites of a large record)
 SCAN_THREADS = 8
+SCAN_ABOVE = 50  # asked about more partners than this, one scan of every record beats reading each
 
 
 class VaultSecretStore:
@@ -176,8 +177,14 @@ class VaultSecretStore:
         sealed = self._trusted(partner).get("webhooks", {}).get(webhook)
         return self._decrypt(sealed, f"webhook:{partner}:{webhook}") if sealed else None
 
-    def webhook_secret_names(self) -> dict[str, set[str]]:
-        return {partner: set(record["webhooks"]) for partner, record in self._scan().items() if record.get("webhooks")}
+    def webhook_secret_names(self, partners: Collection[str] | None = None) -> dict[str, set[str]]:
+        if partners is None or len(partners) > SCAN_ABOVE:
+            records = self._scan()
+            if partners is not None:
+                records = {partner: records[partner] for partner in partners if partner in records}
+        else:
+            records = {partner: self._trusted(partner) for partner in partners}
+        return {partner: set(record["webhooks"]) for partner, record in records.items() if record.get("webhooks")}
 
     def remove_webhook_secret(self, partner: str, webhook: str) -> None:
         def change(record: Record, events: list[Record]) -> None:
