@@ -234,10 +234,10 @@ def test_every_container_is_locked_down_with_resources_and_probes() -> None:
             assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
             assert container["resources"]["limits"]["memory"]
         for container in spec["containers"]:
-            if container.get("ports"):  # a server: the dispatcher serves nothing to probe
-                assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", component
-                assert container["readinessProbe"]["httpGet"]["path"], component
-    assert main_container(deployments()["reconciler"])["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", component
+            assert container["readinessProbe"]["httpGet"]["path"], component
+    for component in ("reconciler", "dispatcher"):
+        assert main_container(deployments()[component])["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
 def test_the_schema_is_migrated_before_any_partnerctl_process_starts() -> None:
@@ -323,7 +323,7 @@ def test_network_policies_limit_who_reaches_partnerctl_and_where_it_connects() -
         assert all(rule.get("ports") for rule in egress), "an egress rule without ports allows every port"
         if component == "gateway":  # no Kubernetes API, no webhooks
             assert policy_ports(egress) == {53, 5432, 8200}
-    assert http_ports["gateway"] == {8080} and http_ports["dispatcher"] == set()
+    assert http_ports["gateway"] == {8080} and http_ports["dispatcher"] == {9090} == http_ports["reconciler"]
 
 
 def test_the_database_is_reachable_from_partnerctl_pods_only() -> None:

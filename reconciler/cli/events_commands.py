@@ -78,9 +78,21 @@ def token_command(ctx: click.Context, /, **given: Any) -> None:
 @click.option(
     "--schedule", help="Retry delays in seconds, comma-separated (default 0,5,300,1800,7200,18000,36000,36000)."
 )
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve /metrics (deliveries by result), /healthz and /readyz on this port.")  # fmt: skip
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @common_options
 @click.pass_context
-def dispatch(ctx: click.Context, /, once: bool, interval: str, schedule: str | None, **given: Any) -> None:
+def dispatch(
+    ctx: click.Context,
+    /,
+    once: bool,
+    interval: str,
+    schedule: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    **given: Any,
+) -> None:
     """Run the webhook delivery worker.
 
     Any number of workers may run on one installation: each claims what it sends. SIGTERM finishes the
@@ -92,20 +104,39 @@ def dispatch(ctx: click.Context, /, once: bool, interval: str, schedule: str | N
     """
     settings = settings_from(ctx, given)
     seconds = wiring.parse_duration(interval).total_seconds()
+    if metrics_port is not None:
+        wiring.check_listen_address(metrics_host, metrics_port, "--metrics-host")
     worker = wiring.dispatcher(settings, schedule)
     stop = threading.Event()
+    metrics, server = None, None
+    if metrics_port is not None:
+        from reconciler.engine.metrics import Metrics
+
+        metrics = Metrics()
+        worker.on_results = metrics.observe_deliveries
+        server = metrics.serve(metrics_port, metrics_host)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         click.echo(f"partnerctl dispatch: received {signal.Signals(signum).name}: finishing this pass", err=True)
+        if metrics is not None:
+            metrics.alive = False
         stop.set()
 
     def failed(error: ReconcilerError) -> None:
+        if metrics is not None:
+            metrics.ready = False  # not ready while its store is away
         click.echo(f"partnerctl dispatch: {error} (retrying in {seconds:g} s)", err=True)
+
+    def passed(attempted: int) -> None:
+        if metrics is not None:
+            metrics.ready = True
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        worker.run(once=once, interval=seconds, stop=stop, on_error=None if once else failed)
+        worker.run(once=once, interval=seconds, stop=stop, on_error=None if once else failed, on_pass=passed)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if server is not None:
+            server.shutdown()
         worker.stores.close()

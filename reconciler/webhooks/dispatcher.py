@@ -149,13 +149,17 @@ class Dispatcher:
         stop: Any = None,
         active: Callable[[], bool] | None = None,
         on_error: Callable[[ReconcilerError], None] | None = None,
+        on_pass: Callable[[int], None] | None = None,
     ) -> None:
         """Pass after pass; ``once``: until nothing is due now. ``stop``: a threading.Event to end the loop.
         ``active``: passes run only while it says so (the elected leader). ``on_error``: told of a failed
-        pass, which is then retried after ``interval`` (without it, the error ends the run)."""
+        pass, which is then retried after ``interval`` (without it, the error ends the run). ``on_pass``:
+        told how many deliveries each successful pass attempted (readiness)."""
         while True:
             try:
                 attempted = asyncio.run(self.run_once()) if active is None or active() else 0
+                if on_pass is not None:
+                    on_pass(attempted)
             except ReconcilerError as error:
                 if on_error is None:
                     raise

@@ -20,7 +20,7 @@ from reconciler.stores.records import DeliveryRow
 from tests.conftest import Onboarded
 from tests.support import apps
 from tests.support.repo import TENANT, edit
-from tests.support.servers import Recorded
+from tests.support.servers import Recorded, free_port
 
 ACME = f"{TENANT}/acme-bank"
 EVENT = {"payment_id": "p-1", "status": "paid", "amount": 1200, "beneficiary_name": "Ana Banda"}
@@ -251,16 +251,27 @@ def test_on_failure_flag_keeps_delivering(onboarded: Onboarded, monkeypatch: pyt
     assert [row[0] for row in outbox(onboarded)] == ["pending", "pending"]  # flagged, not held
 
 
-def test_the_dispatch_worker_delivers_and_stops_cleanly_on_sigterm(onboarded: Onboarded) -> None:
+def test_the_dispatch_worker_delivers_reports_and_stops_cleanly_on_sigterm(onboarded: Onboarded) -> None:
     publish(onboarded)
+    port = free_port()
     command = [str(Path(sys.executable).parent / "partnerctl"), "--home", str(onboarded.installation.home),
-               "--dev-allow-loopback-webhooks", "dispatch", "--interval", "1"]  # fmt: skip
+               "--dev-allow-loopback-webhooks", "dispatch", "--interval", "1", "--metrics-port", str(port)]  # fmt: skip
     worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
         while not deliveries(onboarded) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(deliveries(onboarded)) == 1
+        probe = f"http://127.0.0.1:{port}"
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{probe}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        assert httpx.get(f"{probe}/healthz").status_code == 200
+        assert 'partnerctl_webhook_deliveries_total{result="delivered"} 1.0' in httpx.get(f"{probe}/metrics").text
     finally:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=20)
