@@ -4,7 +4,8 @@
     models.py      pydantic models of the four kinds (they mirror schemas/)
     violations.py  violation codes and records
     rules.py       the policy rules: NAME/REF/SEC/PRIV/RES/LEGAL
-    urls.py        webhook URL and address checks (SEC-01, SSRF)
+    jwk.py         public JSON Web Keys for private_key_jwt: accepted types, sizes, algorithms (SEC-01)
+    urls.py        webhook and jwksUri URL and address checks (SEC-01, SSRF)
     validation.py  per-file checks and the repository Validator
     worktree.py    reading a checkout's files (validate)
 """

@@ -6,6 +6,7 @@ Models are strict: no type coercion ("90" is not 90), unknown keys are errors, n
 
 from __future__ import annotations
 
+import collections.abc
 from datetime import date
 from enum import IntEnum
 from functools import cached_property
@@ -21,6 +22,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from reconciler.manifests.jwk import BASE64URL_PATTERN
 
 API_VERSION = "partners.scp.dev/v1"
 
@@ -50,6 +53,11 @@ LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9_./
 LabelValue = Annotated[str, StringConstraints(max_length=4096)]
 StringMap = dict[LabelKey, LabelValue]
 Int = Annotated[int, BeforeValidator(_integral)]
+Base64Url = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=BASE64URL_PATTERN)]
+ClientAuthenticationMethod = Literal["client_secret", "private_key_jwt"]
+CLIENT_AUTHENTICATION_METHODS: tuple[ClientAuthenticationMethod, ...] = ("client_secret", "private_key_jwt")
+DEFAULT_CLIENT_AUTHENTICATION: ClientAuthenticationMethod = "client_secret"
+MAX_JWKS_KEYS = 20
 OrganizationType = Literal["ngo", "bank", "government", "other"]
 ClassificationName = Literal["anonymous", "pseudonymous", "personal"]
 SSH_KEY_PATTERN = (
@@ -111,8 +119,82 @@ class Contact(Model):
     phone: Annotated[str, StringConstraints(pattern=r"^\+[0-9][0-9 ()-]{5,30}$")] | None = None
 
 
+class Jwk(Model):
+    """A public JSON Web Key (RFC 7517). Which types, sizes and algorithms pass policy is SEC-01 (``jwk.py``);
+    private members (``d``, ``p``, …) are unknown keys here, reported as SEC-01 before the schema runs."""
+
+    kty: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,16}$")]
+    crv: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,16}$")] | None = None
+    n: Base64Url | None = None
+    e: Base64Url | None = None
+    x: Base64Url | None = None
+    y: Base64Url | None = None
+    kid: Annotated[str, StringConstraints(pattern=r"^[!-~]{1,128}$")] | None = None
+    alg: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+-]{1,32}$")] | None = None
+    use: Literal["sig"] | None = None
+    key_ops: Annotated[list[Literal["verify"]], Field(min_length=1, max_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _members_of_its_type(self) -> Jwk:
+        members = _JWK_MEMBERS.get(self.kty)
+        if members is not None:
+            required, forbidden = members
+            missing = [name for name in required if getattr(self, name) is None]
+            extra = [name for name in forbidden if getattr(self, name) is not None]
+            if missing or extra:
+                raise ValueError(
+                    f"an {self.kty} key has {', '.join(required)} and no {', '.join(forbidden)}"
+                    f" (missing: {', '.join(missing) or 'none'}; not allowed: {', '.join(extra) or 'none'})"
+                )
+        return self
+
+
+# kty -> (members it needs, members it must not have); the schema's if/then says the same.
+_JWK_MEMBERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "RSA": (("n", "e"), ("crv", "x", "y")),
+    "EC": (("crv", "x", "y"), ("n", "e")),
+    "OKP": (("crv", "x"), ("n", "e", "y")),
+}
+
+
+class Jwks(Model):
+    """A JWK Set (RFC 7517 §5) written in the manifest: the partner's public signing keys."""
+
+    keys: Annotated[list[Jwk], Field(min_length=1, max_length=MAX_JWKS_KEYS)]
+
+
 class Auth(Model):
     method: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    # None (not written) means client_secret. Kept None rather than defaulted so that the applied spec
+    # (model_dump(exclude_none=True)) of a partner that never wrote it does not change.
+    clientAuthentication: ClientAuthenticationMethod | None = None
+    jwks: Jwks | None = None
+    jwksUri: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+
+    @property
+    def client_authentication(self) -> ClientAuthenticationMethod:
+        """The method in force: ``client_secret`` unless ``private_key_jwt`` is written."""
+        return self.clientAuthentication or DEFAULT_CLIENT_AUTHENTICATION
+
+    @model_validator(mode="after")
+    def _keys_with_private_key_jwt_only(self) -> Auth:
+        given = [name for name in ("jwks", "jwksUri") if getattr(self, name) is not None]
+        if self.clientAuthentication == "private_key_jwt":
+            if len(given) != 1:
+                raise ValueError(
+                    "clientAuthentication private_key_jwt needs exactly one of jwks (the public keys) "
+                    "or jwksUri (where the partner publishes them)"
+                )
+        elif given:
+            raise ValueError(f"{given[0]} is only for clientAuthentication: private_key_jwt")
+        return self
+
+
+def client_authentication_of(spec: collections.abc.Mapping[str, Any]) -> ClientAuthenticationMethod:
+    """The method in force for an applied spec as JSON (``record.spec``): ``client_secret`` when not written."""
+    auth = spec.get("auth")
+    method = auth.get("clientAuthentication") if isinstance(auth, collections.abc.Mapping) else None
+    return "private_key_jwt" if method == "private_key_jwt" else DEFAULT_CLIENT_AUTHENTICATION
 
 
 class Residency(Model):
@@ -262,6 +344,19 @@ class WebhookPolicy(Model):
     onFailure: Literal["flag", "deactivate"] = "deactivate"
 
 
+def _unique(values: list[Any]) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError("lists each method once")
+    return values
+
+
+class GatewayPolicy(Model):
+    """Per-partner rate limit at the gateway (DESIGN §7): a token bucket refilled requestsPerMinute, holding burst."""
+
+    requestsPerMinute: Annotated[Int, Field(ge=1, le=100_000)] = 600
+    burst: Annotated[Int, Field(ge=1, le=10_000)] = 100
+
+
 class TenantPolicySpec(Model):
     approvers: Annotated[list[Approver], Field(min_length=1)]
     allowedScopes: list[ScopeName]
@@ -269,6 +364,10 @@ class TenantPolicySpec(Model):
     residency: TenantResidency
     credentials: CredentialPolicy = Field(default_factory=CredentialPolicy)
     webhooks: WebhookPolicy = Field(default_factory=WebhookPolicy)
+    clientAuthentication: Annotated[list[ClientAuthenticationMethod], Field(min_length=1), AfterValidator(_unique)] = (
+        Field(default_factory=lambda: list(CLIENT_AUTHENTICATION_METHODS))
+    )
+    gateway: GatewayPolicy = Field(default_factory=GatewayPolicy)
 
 
 class TenantPolicy(Model):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from reconciler.manifests import jwk
 from reconciler.manifests.loader import Document, Path
 from reconciler.manifests.models import (
     Classification,
@@ -17,7 +18,7 @@ from reconciler.manifests.models import (
     ScopeCatalog,
     TenantPolicy,
 )
-from reconciler.manifests.urls import webhook_url_problems
+from reconciler.manifests.urls import jwks_uri_problems, webhook_url_problems
 from reconciler.manifests.violations import Code, Violation, dotted
 
 ACCEPTED_AUTH_METHODS = frozenset({"oauth2-client-credentials"})
@@ -92,6 +93,37 @@ def check_secrets(findings: Findings, *, check_keys: bool) -> set[Path]:
     for path, message in secret_paths(findings.document.data, check_keys=check_keys):
         findings.add(Code.SEC, path, f"plain secret in a manifest: {message} (SEC-01)")
         found.add(path)
+    return found
+
+
+def check_private_jwk_members(findings: Findings) -> set[Path]:
+    """SEC-01 for private members of a JWK (``d``, ``p``, …, ``k``); returns their paths, as check_secrets does.
+
+    Looks at every mapping in ``spec.auth`` that has a ``kty`` or sits in ``jwks.keys``, whatever else
+    is wrong with the file: a private key in git is reported even when the schema rejects the rest."""
+    data = findings.document.data
+    spec = data.get("spec") if isinstance(data, dict) else None
+    auth = spec.get("auth") if isinstance(spec, dict) else None
+    if not isinstance(auth, dict):
+        return set()
+    found: set[Path] = set()
+    root: Path = ("spec", "auth")
+    stack: list[tuple[Path, Any, bool]] = [(root, auth, False)]
+    while stack:
+        path, value, in_key_set = stack.pop()
+        if isinstance(value, dict):
+            private = jwk.private_members(value) if in_key_set or "kty" in value else []
+            for member in private:
+                findings.add(
+                    Code.SEC,
+                    (*path, member),
+                    f"private key member {member!r} in a JWK: a private key is a secret and never belongs in git; "
+                    "list only the public key, and replace this key pair: its private half is exposed (SEC-01)",
+                )
+                found.add((*path, member))
+            stack.extend(((*path, key), child, key == "keys") for key, child in value.items() if key not in private)
+        elif isinstance(value, list):
+            stack.extend(((*path, index), child, in_key_set) for index, child in enumerate(value))
     return found
 
 
@@ -181,6 +213,7 @@ class PartnerContext:
 def check_partner(findings: Findings, partner: IntegrationPartner, context: PartnerContext) -> None:
     _check_partner_names(findings, partner)
     _check_auth_and_webhook_urls(findings, partner, context)
+    _check_client_authentication(findings, partner, context)
     legal_basis_ok = _check_legal_basis(findings, partner, context.today)
     catalog = context.catalog
     if catalog is not None:
@@ -231,6 +264,48 @@ def _check_auth_and_webhook_urls(findings: Findings, partner: IntegrationPartner
     for index, webhook in enumerate(partner.spec.webhooks):
         for problem in webhook_url_problems(webhook.url, allow_loopback=context.allow_loopback_webhooks):
             findings.add(Code.SEC, ("spec", "webhooks", index, "url"), f"webhook {webhook.name!r} URL {problem}")
+
+
+def _check_client_authentication(findings: Findings, partner: IntegrationPartner, context: PartnerContext) -> None:
+    """SEC-01: a method the tenant allows; public keys that are strong and named; a jwksUri safe to fetch."""
+    auth = partner.spec.auth
+    method = auth.client_authentication
+    policy = context.policy
+    if policy is not None and method not in policy.spec.clientAuthentication:
+        written = "" if auth.clientAuthentication is not None else " (the default: clientAuthentication is not set)"
+        findings.add(
+            Code.SEC,
+            ("spec", "auth", "clientAuthentication"),
+            f"client authentication {method}{written} is not allowed by tenant {policy.metadata.name!r} "
+            f"(allowed: {', '.join(policy.spec.clientAuthentication)})",
+        )
+    if auth.jwks is not None:
+        keys_path: Path = ("spec", "auth", "jwks", "keys")
+        kids: list[str] = []
+        for index, key in enumerate(auth.jwks.keys):
+            try:
+                jwk.public_key(key.model_dump(exclude_none=True))
+            except jwk.KeyProblem as weak:
+                findings.add(Code.SEC, (*keys_path, index, weak.member), f"JWK keys[{index}]: {weak.message}")
+            if key.kid is None:
+                findings.add(
+                    Code.SEC,
+                    (*keys_path, index, "kid"),
+                    f"JWK keys[{index}] has no kid; give every key a unique kid, which the partner's assertions "
+                    "name in their header",
+                )
+            kids.append(key.kid if key.kid is not None else f"\0{index}")
+        for index, kid, first in duplicates(kids):
+            findings.add(
+                Code.SEC,
+                (*keys_path, index, "kid"),
+                f"duplicate kid {kid!r} (also keys[{first}]); each key needs a kid of its own",
+            )
+    if auth.jwksUri is not None:
+        # The --dev-allow-loopback-webhooks switch applies here too: in development the JWK Set is served
+        # over http on loopback like the webhook receivers; a private or metadata address never passes.
+        for problem in jwks_uri_problems(auth.jwksUri, allow_loopback=context.allow_loopback_webhooks):
+            findings.add(Code.SEC, ("spec", "auth", "jwksUri"), f"jwksUri {problem}")
 
 
 def _check_legal_basis(findings: Findings, partner: IntegrationPartner, today: date) -> bool:

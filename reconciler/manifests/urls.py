@@ -1,4 +1,4 @@
-"""Whether an outbound URL is an acceptable webhook destination (SEC-01 and SSRF), without the network.
+"""Whether an outbound URL (a webhook, a ``jwksUri``) is an acceptable destination (SEC-01, SSRF), offline.
 
 Validation only looks at the URL as written: literal addresses in every spelling (``127.1``,
 ``0x7f000001``, ``[::ffff:127.0.0.1]``), names that never resolve publicly (``localhost``,
@@ -29,6 +29,31 @@ _CREDENTIAL_PARAMS = re.compile(
 
 def webhook_url_problems(url: str, *, allow_loopback: bool = False) -> list[str]:
     """Everything wrong with ``url`` as a webhook destination; empty when it is acceptable."""
+    return _outbound_url_problems(
+        url,
+        allow_loopback=allow_loopback,
+        noun="webhook",
+        https_rule="webhooks must use https",
+        unsigned="the platform signs each delivery instead",
+    )
+
+
+def jwks_uri_problems(url: str, *, allow_loopback: bool = False) -> list[str]:
+    """Everything wrong with ``url`` as a partner's ``jwksUri``: the webhook rules, as DESIGN §3 asks.
+
+    The gateway fetches it, so it is an outbound destination like a webhook (https, public host, no
+    credentials). ``allow_loopback`` is the same development switch as for webhooks
+    (``--dev-allow-loopback-webhooks``): http on a loopback host, never a private address."""
+    return _outbound_url_problems(
+        url,
+        allow_loopback=allow_loopback,
+        noun="jwksUri",
+        https_rule="a jwksUri must use https",
+        unsigned="a JWK Set is public and fetched without them",
+    )
+
+
+def _outbound_url_problems(url: str, *, allow_loopback: bool, noun: str, https_rule: str, unsigned: str) -> list[str]:
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -37,19 +62,19 @@ def webhook_url_problems(url: str, *, allow_loopback: bool = False) -> list[str]
         return ["is not a valid URL; write it as https://host/path"]
     problems: list[str] = []
     if parts.username is not None or parts.password is not None:
-        problems.append("carries credentials (user:password@); the platform signs each delivery instead")
+        problems.append(f"carries credentials (user:password@); {unsigned}")
     for name, _ in parse_qsl(parts.query, keep_blank_values=True):
         if _CREDENTIAL_PARAMS.search(name):
-            problems.append(f"carries a credential in its query ({name}=…); the platform signs each delivery instead")
+            problems.append(f"carries a credential in its query ({name}=…); {unsigned}")
     if not host:
         problems.append("has no host; write it as https://host/path")
         return problems
     host_problem = host_problem_of(host)
     loopback_ok = allow_loopback and host_problem is not None and _is_loopback_name(host)
     if parts.scheme != "https" and not (loopback_ok and parts.scheme == "http"):
-        problems.append(f"uses {parts.scheme or 'no scheme'}; webhooks must use https")
+        problems.append(f"uses {parts.scheme or 'no scheme'}; {https_rule}")
     if host_problem is not None and not loopback_ok:
-        problems.append(f"points at {host_problem}; webhook hosts must be public")
+        problems.append(f"points at {host_problem}; {noun} hosts must be public")
     return problems
 
 

@@ -123,6 +123,8 @@ def check_file(path: str, raw: bytes, *, in_repository: bool = True) -> Checked:
         )
         return Checked(path, document, None, findings.items)
     secret_paths = rules.check_secrets(findings, check_keys=kind != "ScopeCatalog")
+    if kind == "IntegrationPartner":
+        secret_paths |= rules.check_private_jwk_members(findings)
     manifest: Manifest | None = None
     try:
         manifest = model.model_validate(data)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from reconciler.manifests.models import MODELS
 from tests.conftest import PROJECT_ROOT
-from tests.support.corpus import PROBES, load, mutations, nodes, replace
+from tests.support.corpus import PROBES, auth_cases, load, mutations, nodes, replace, tenant_policy_cases
 
 SCHEMA_FILES = {
     "IntegrationPartner": "integration-partner.schema.json",
@@ -27,6 +27,7 @@ EXAMPLES = sorted(
         *PROJECT_ROOT.glob("partners/*/*.yaml"),
         *PROJECT_ROOT.glob("policies/*.yaml"),
         PROJECT_ROOT / "examples/trust-root.yaml",
+        PROJECT_ROOT / "examples/private-key-jwt-partner.yaml",
     ]
 )
 
@@ -72,18 +73,42 @@ def test_examples_are_accepted_by_both(path: Path) -> None:
     assert model_accepts(kind, document)
 
 
-# One document of each kind, chosen for having every optional section.
-MUTATED = [
-    PROJECT_ROOT / "partners/ministry-social-affairs/northbridge-bank.yaml",
-    PROJECT_ROOT / "policies/scopes.yaml",
-    PROJECT_ROOT / "policies/ministry-social-affairs.yaml",
-    PROJECT_ROOT / "examples/trust-root.yaml",
-]
+PKJWT_EXAMPLE = PROJECT_ROOT / "examples/private-key-jwt-partner.yaml"
+POLICY_EXAMPLE = PROJECT_ROOT / "policies/ministry-social-affairs.yaml"
 
 
-@pytest.mark.parametrize("path", MUTATED, ids=lambda path: str(path.relative_to(PROJECT_ROOT)))
-def test_schema_and_model_agree_on_every_mutation(path: Path) -> None:
-    document = load(path)
+def _with_jwks_uri() -> Any:
+    document = load(PKJWT_EXAMPLE)
+    del document["spec"]["auth"]["jwks"]
+    document["spec"]["auth"]["jwksUri"] = "https://keys.statistics-office.example/scp/jwks.json"
+    return document
+
+
+def _policy_with_optional_sections() -> Any:
+    document = load(POLICY_EXAMPLE)
+    document["spec"]["clientAuthentication"] = ["client_secret", "private_key_jwt"]
+    document["spec"]["gateway"] = {"requestsPerMinute": 600, "burst": 100}
+    return document
+
+
+# One document of each kind, chosen for having every optional section (the policy's newer optional
+# sections, and the partner's jwksUri, are added to a copy).
+MUTATED: dict[str, Any] = {
+    "partners/ministry-social-affairs/northbridge-bank.yaml": lambda: load(
+        PROJECT_ROOT / "partners/ministry-social-affairs/northbridge-bank.yaml"
+    ),
+    "examples/private-key-jwt-partner.yaml": lambda: load(PKJWT_EXAMPLE),
+    "examples/private-key-jwt-partner.yaml with jwksUri": _with_jwks_uri,
+    "policies/scopes.yaml": lambda: load(PROJECT_ROOT / "policies/scopes.yaml"),
+    "policies/ministry-social-affairs.yaml": lambda: load(POLICY_EXAMPLE),
+    "policies/ministry-social-affairs.yaml with clientAuthentication and gateway": _policy_with_optional_sections,
+    "examples/trust-root.yaml": lambda: load(PROJECT_ROOT / "examples/trust-root.yaml"),
+}
+
+
+@pytest.mark.parametrize("name", MUTATED)
+def test_schema_and_model_agree_on_every_mutation(name: str) -> None:
+    document = MUTATED[name]()
     kind = document["kind"]
     validator = schema_validator(kind)
     disagreements = []
@@ -95,6 +120,29 @@ def test_schema_and_model_agree_on_every_mutation(path: Path) -> None:
             disagreements.append(f"{description}: schema says {'valid' if by_schema else 'invalid'}")
     assert count > 100
     assert disagreements == []
+
+
+def _partner_with_auth(auth: dict[str, Any]) -> Any:
+    return replace(load(PKJWT_EXAMPLE), ("spec", "auth"), auth)
+
+
+@pytest.mark.parametrize(("description", "auth", "valid"), auth_cases(), ids=[case[0] for case in auth_cases()])
+def test_client_authentication_shapes_get_the_same_verdict(description: str, auth: dict[str, Any], valid: bool) -> None:
+    document = _partner_with_auth(auth)
+    assert schema_accepts("IntegrationPartner", document) is valid
+    assert model_accepts("IntegrationPartner", document) is valid
+
+
+@pytest.mark.parametrize(
+    ("description", "sections", "valid"), tenant_policy_cases(), ids=[case[0] for case in tenant_policy_cases()]
+)
+def test_tenant_policy_client_authentication_and_gateway_get_the_same_verdict(
+    description: str, sections: dict[str, Any], valid: bool
+) -> None:
+    document = load(POLICY_EXAMPLE)
+    document["spec"].update(sections)
+    assert schema_accepts("TenantPolicy", document) is valid
+    assert model_accepts("TenantPolicy", document) is valid
 
 
 def test_mutations_include_both_verdicts() -> None:

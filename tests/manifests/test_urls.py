@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from reconciler.manifests.urls import address_problem, literal_address, webhook_url_problems
+from reconciler.manifests.urls import address_problem, jwks_uri_problems, literal_address, webhook_url_problems
 
 
 @pytest.mark.parametrize(
@@ -76,3 +76,14 @@ def test_names_are_not_resolved() -> None:
 def test_address_rules_for_resolved_addresses() -> None:
     assert address_problem(ipaddress.ip_address("8.8.8.8")) is None
     assert address_problem(ipaddress.ip_address("10.0.0.1")) is not None
+
+
+def test_jwks_uri_follows_the_webhook_rules_in_its_own_words() -> None:
+    assert jwks_uri_problems("https://keys.acme.example/scp/jwks.json") == []
+    assert jwks_uri_problems("http://keys.acme.example/jwks.json") == ["uses http; a jwksUri must use https"]
+    assert jwks_uri_problems("https://10.0.0.1/jwks.json") == [
+        "points at a private or reserved address (10.0.0.1); jwksUri hosts must be public"
+    ]
+    assert jwks_uri_problems("http://127.0.0.1:9000/jwks.json", allow_loopback=True) == []
+    assert jwks_uri_problems("http://10.0.0.1/jwks.json", allow_loopback=True) != []
+    assert webhook_url_problems("http://hooks.acme.example/x") == ["uses http; webhooks must use https"]
