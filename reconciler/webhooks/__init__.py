@@ -4,6 +4,7 @@
     messages.py    Standard Webhooks signatures and delivery outcomes
     dispatcher.py  the delivery worker: retries, Retry-After, 410, LOG-01, held deliveries
     sender.py      HTTP delivery with SSRF checks at send time (httpx): pings and the dispatcher's transport
+    destinations.py  the SSRF check at connect time (every resolved address), also for jwksUri fetches
 """
 
 from __future__ import annotations

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import json
-import socket
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from reconciler.engine.executor import PingTarget
-from reconciler.manifests.urls import address_problem, literal_address, webhook_url_problems
+from reconciler.manifests.urls import literal_address, webhook_url_problems
+from reconciler.webhooks.destinations import resolve_checked
 from reconciler.webhooks.messages import Delivery, sign
 
 __all__ = ["Delivery", "HttpPinger", "HttpTransport", "Request", "prepare", "resolve_checked", "send", "sign"]
@@ -179,21 +178,3 @@ class AsyncSession:
         except httpx.HTTPError as error:
             return Delivery(False, error=f"{type(error).__name__}: connection failed")
         return outcome(response)
-
-
-def resolve_checked(host: str, port: int, *, allow_loopback: bool) -> str:
-    """An address of ``host`` that may be connected to; OSError naming why when there is none."""
-    literal = literal_address(host)
-    if literal is not None:
-        candidates = [literal]
-    else:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-        candidates = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-    for address in candidates:
-        problem = address_problem(address)
-        if problem is not None and not (allow_loopback and address.is_loopback):
-            # One bad answer taints the name: a resolver could hand out the other one next time.
-            raise OSError(f"{host} resolves to {problem}")
-    if not candidates:
-        raise OSError(f"{host} does not resolve")
-    return str(candidates[0])
