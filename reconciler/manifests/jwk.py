@@ -12,9 +12,14 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+if TYPE_CHECKING:  # cryptography is imported when a key is checked: `validate` of other files never pays for it
+    from typing import TypeAlias
+
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 # Members that carry private key material (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2); "oth" holds
 # the private parts of multi-prime RSA keys.
@@ -30,7 +35,7 @@ ALGORITHMS: dict[str, tuple[str, str | None]] = {
     "EdDSA": ("OKP", "Ed25519"),
 }
 MIN_RSA_BITS = 2048
-_CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {"P-256": (ec.SECP256R1(), 32), "P-384": (ec.SECP384R1(), 48)}
+_CURVES: dict[str, tuple[str, int]] = {"P-256": ("SECP256R1", 32), "P-384": ("SECP384R1", 48)}
 ED25519_KEY_BYTES = 32
 ACCEPTED_KEYS = "RSA (2048 bits or more), EC P-256 or P-384, or OKP Ed25519"
 
@@ -38,7 +43,6 @@ ACCEPTED_KEYS = "RSA (2048 bits or more), EC P-256 or P-384, or OKP Ed25519"
 BASE64URL_PATTERN = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$"
 _BASE64URL = re.compile(BASE64URL_PATTERN.removesuffix("$") + r"\Z")
 
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 
 class KeyProblem(ValueError):
@@ -95,6 +99,8 @@ def _text(jwk: Mapping[str, Any], member: str) -> str:
 
 
 def _rsa_key(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     modulus = int.from_bytes(base64url_bytes(_text(jwk, "n"), member="n"), "big")
     exponent = int.from_bytes(base64url_bytes(_text(jwk, "e"), member="e"), "big")
     bits = modulus.bit_length()
@@ -107,10 +113,13 @@ def _rsa_key(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:
 
 
 def _ec_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     crv = jwk.get("crv")
     if not isinstance(crv, str) or crv not in _CURVES:
         raise KeyProblem("crv", f"EC curve {crv!r} is not accepted; use P-256 or P-384")
-    curve, size = _CURVES[crv]
+    curve_name, size = _CURVES[crv]
+    curve = getattr(ec, curve_name)()
     coordinates = []
     for member in ("x", "y"):
         raw = base64url_bytes(_text(jwk, member), member=member)
@@ -124,6 +133,8 @@ def _ec_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
 
 
 def _ed25519_key(jwk: Mapping[str, Any]) -> ed25519.Ed25519PublicKey:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     crv = jwk.get("crv")
     if crv != "Ed25519":
         raise KeyProblem("crv", f"OKP curve {crv!r} is not accepted; use Ed25519 (X25519 and X448 cannot sign)")
