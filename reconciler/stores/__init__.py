@@ -2,7 +2,9 @@
 
     source.Source / Revision    the partner repository (desired state and its approval history)
     partners.PartnerStore       one live record per partner
-    journal.JournalStore        the audit chain and head, settings, plan memo, webhook outbox
+    journal.JournalStore        the audit chain and head, settings, plan memo, webhook outbox, and
+                                what gateway replicas share: rate-limit buckets, keys seen once,
+                                revoked access tokens (journal.LimitStore, journal.RevocationStore)
     secrets.SecretStore         keyed hashes, sealed pickups, webhook signing secrets
 
 Backends (``reconciler.backends``) implement them; the command line chooses them by URL and hands
@@ -13,7 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.stores.journal import AuditStore, JournalStore, MemoStore, OutboxStore, SettingsStore
+from reconciler.stores.journal import (
+    AuditStore,
+    Bucket,
+    JournalStore,
+    LimitStore,
+    MemoStore,
+    OutboxStore,
+    RevocationStore,
+    SettingsStore,
+)
 from reconciler.stores.partners import PartnerStore
 from reconciler.stores.records import (
     AuditEvent,
@@ -32,9 +43,11 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "AuditStore",
+    "Bucket",
     "Commit",
     "DeliveryRow",
     "JournalStore",
+    "LimitStore",
     "MemoStore",
     "OutboxEvent",
     "OutboxStore",
@@ -42,6 +55,7 @@ __all__ = [
     "PartnerStore",
     "Pickup",
     "Revision",
+    "RevocationStore",
     "SecretStore",
     "SettingsStore",
     "Signature",

@@ -1,20 +1,25 @@
-"""The installation journal: the audit chain and its head, settings, the plan memo and the webhook outbox.
+"""The installation journal: the audit chain and its head, settings, the plan memo, the webhook outbox,
+and what gateway replicas share (rate-limit buckets, keys seen once, revoked access tokens).
 
 What is not per partner lives here. Each concern is a small Protocol, so that a component depends
-only on what it uses (the dispatcher on :class:`OutboxStore`, the planner on :class:`MemoStore`);
-a backend keeping all of them implements :class:`JournalStore`.
+only on what it uses (the dispatcher on :class:`OutboxStore`, the planner on :class:`MemoStore`,
+the gateway's limits on :class:`LimitStore`); a backend keeping all of them implements :class:`JournalStore`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent
 
-__all__ = ["AuditStore", "JournalStore", "MemoStore", "OutboxStore", "SettingsStore"]
+__all__ = [
+    "AuditStore", "Bucket", "JournalStore", "LimitStore", "MemoStore", "OutboxStore", "RevocationStore",
+    "SettingsStore",
+]  # fmt: skip
 
 
 class AuditStore(Protocol):
@@ -82,7 +87,48 @@ class OutboxStore(Protocol):
         """Held deliveries go out again (a ping succeeded); returns how many."""
 
 
-class JournalStore(AuditStore, SettingsStore, MemoStore, OutboxStore, Protocol):
+@dataclass(frozen=True)
+class Bucket:
+    """What a take left: how many tokens it took, and how many the bucket holds after it (a fraction refills)."""
+
+    taken: int
+    tokens: float
+
+
+class LimitStore(Protocol):
+    """Shared by every gateway replica: token buckets (rate limits) and keys that may be seen only once.
+
+    A bucket named ``key`` holds at most ``burst`` tokens and refills at ``rate`` tokens a second; one never
+    used is full. Times are seconds since the epoch, as the caller's clock gives them; a clock behind the
+    bucket's last update refills nothing (time never runs backwards for a bucket)."""
+
+    def take(self, key: str, *, count: int, rate: float, burst: float, now: float) -> Bucket:
+        """Take up to ``count`` whole tokens (as many as the bucket holds, possibly none), atomically across
+        every process sharing the store."""
+
+    def level(self, key: str, *, rate: float, burst: float, now: float) -> float:
+        """The tokens the bucket holds now, taking none (a read, no write)."""
+
+    def remember_once(self, key: str, expires_at: float) -> bool:
+        """True the first time ``key`` is seen before ``expires_at``, False when it is seen again (a replay),
+        atomically across every process sharing the store. Expired keys (against partnerctl's clock, which
+        ``PARTNERCTL_NOW`` sets in drills) are forgotten, and pruned."""
+
+
+class RevocationStore(Protocol):
+    """Access tokens revoked before they expire (RFC 7009), by ``jti``, kept until their ``exp``."""
+
+    def revoke_token(self, jti: str, expires_at: float) -> bool:
+        """Revoke the token ``jti`` until ``expires_at``; True unless it was revoked already."""
+
+    def revoked_tokens(self, now: float) -> dict[str, float]:
+        """Every token revoked and not yet expired at ``now``: jti -> expires_at."""
+
+    def revocations_version(self) -> str | None:
+        """Changes whenever a token is revoked, by any process; None if unknowable (then ask every time)."""
+
+
+class JournalStore(AuditStore, SettingsStore, MemoStore, OutboxStore, LimitStore, RevocationStore, Protocol):
     """Everything an installation keeps besides partner records and secrets."""
 
     def close(self) -> None: ...

@@ -66,6 +66,8 @@ class PartnerRecord:
     updated_at: str | None = None
     max_failures: int = 5  # LOG-01, from the tenant policy
     on_failure: str = "deactivate"
+    requests_per_minute: int = 600  # the gateway's rate limit (token bucket), from the tenant policy's gateway
+    burst: int = 100
     handshake_at: str | None = None
     last_successful_sync: str | None = None
     last_check_at: str | None = None

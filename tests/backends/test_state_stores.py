@@ -1,11 +1,13 @@
 """The stores' behaviour: partner records the same in SQLite, PostgreSQL and as PartnerIntegration objects in
 Kubernetes; the installation journal (SQLite or PostgreSQL) committing the audit head with the records it
-explains, and its outbox."""
+explains, its outbox, and what gateway replicas share (rate-limit buckets, keys seen once, revoked tokens)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -15,11 +17,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from reconciler import clock
 from reconciler.backends.kubernetes.state import KubernetesPartners
+from reconciler.backends.postgresql.changes import ChangeListener
 from reconciler.backends.postgresql.database import Database as PostgresDatabase
 from reconciler.backends.postgresql.state import CLAIM_SECONDS, PostgresJournal, PostgresPartners
 from reconciler.backends.sqlite.database import Database
 from reconciler.backends.sqlite.state import SCHEMA, SqliteJournal, SqlitePartners
+from reconciler.stores.journal import Bucket
 from reconciler.stores.partners import PartnerStore
 from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent, WebhookRecord
 from reconciler.vocabulary import DeliveryStatus, Event, Health, Phase
@@ -217,3 +222,124 @@ def test_workers_claim_what_they_are_handed(journal: tuple[Journal, PartnerStore
     again = store.due(100.0 + lease + 1, 10)
     assert sorted(row.message_id for row in again) == sorted(row.message_id for row in second), (
         "a worker that died mid-delivery leaves its claims to another after the lease")
+
+
+# --- what gateway replicas share: rate-limit buckets, keys seen once, revoked tokens -------------------------
+
+
+@dataclass
+class Shared:
+    """A journal under test for what gateway replicas share, and a second process's view of the same store."""
+
+    store: Journal
+    open_another: Callable[[], Journal]
+    count: Callable[[str], int]  # rows in a table, read behind the store's back
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shared]:
+    opened: list[Any] = []
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+
+        def open_postgres() -> Journal:
+            records = PostgresPartners(PostgresDatabase(url))
+            opened.append(records)
+            return PostgresJournal(records.database, partners=records)
+
+        def count_postgres(table: str) -> int:
+            with psycopg.connect(url, autocommit=True) as db:
+                return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
+
+        yield Shared(open_postgres(), open_postgres, count_postgres)
+    else:
+
+        def open_sqlite() -> Journal:
+            database = Database(tmp_path / "state.db", SCHEMA)
+            opened.append(database)
+            return SqliteJournal(database, home=tmp_path, partners=SqlitePartners(database))
+
+        def count_sqlite(table: str) -> int:
+            with sqlite3.connect(tmp_path / "state.db") as db:
+                return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+        yield Shared(open_sqlite(), open_sqlite, count_sqlite)
+    for store in opened:
+        store.close()
+
+
+def test_a_bucket_starts_full_gives_what_it_holds_and_refills_at_its_rate(shared: Shared) -> None:
+    store, limit = shared.store, {"rate": 1.0, "burst": 5.0}
+    assert store.level("partner|a", now=1000.0, **limit) == 5.0, "a bucket never used is full"
+    assert store.take("partner|a", count=3, now=1000.0, **limit) == Bucket(3, 2.0)
+    assert store.take("partner|a", count=3, now=1000.0, **limit) == Bucket(2, 0.0), "as many as it holds"
+    assert store.take("partner|a", count=1, now=1000.0, **limit) == Bucket(0, 0.0)
+    assert store.level("partner|a", now=1001.5, **limit) == pytest.approx(1.5)
+    assert store.take("partner|a", count=3, now=1001.5, **limit) == Bucket(1, pytest.approx(0.5))
+    assert store.take("partner|a", count=0, now=1990.0, **limit) == Bucket(0, 5.0), "refilled up to its burst"
+    assert store.take("partner|a", count=5, now=1990.0, **limit) == Bucket(5, 0.0)
+    assert store.take("partner|a", count=1, now=1980.0, **limit) == Bucket(0, 0.0), "a clock behind refills nothing"
+    assert store.level("partner|b", now=1990.0, **limit) == 5.0, "buckets are per key"
+
+
+def test_concurrent_takes_from_two_processes_never_give_more_than_the_bucket_holds(shared: Shared) -> None:
+    stores = [shared.store, shared.open_another()]
+    taken: list[int] = []
+
+    def take(store: Journal) -> None:
+        for _ in range(60):
+            taken.append(store.take("partner|hot", count=1, rate=1e-9, burst=100.0, now=1000.0).taken)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(take, stores * 4))
+    assert len(taken) == 480 and sum(taken) == 100, "every token given once, and no more"
+
+
+def test_a_key_is_remembered_once_until_it_expires(shared: Shared) -> None:
+    now = clock.now().timestamp()
+    store = shared.store
+    assert store.remember_once("jti|acme|1", now + 300) is True
+    assert store.remember_once("jti|acme|1", now + 300) is False, "a replay"
+    assert shared.open_another().remember_once("jti|acme|1", now + 300) is False, "in every process"
+    assert store.remember_once("jti|acme|2", now + 300) is True
+    assert store.remember_once("jti|acme|old", now - 1) is True
+    assert store.remember_once("jti|acme|old", now + 300) is True, "an expired key is seen anew, not a replay"
+    store.remember_once("jti|acme|gone", now - 1)
+    assert shared.count("remembered_keys") == 4
+    shared.open_another().remember_once("jti|acme|3", now + 300)  # a process's first call prunes
+    assert shared.count("remembered_keys") == 4, "the expired key is gone, the new one is in"
+
+
+def test_revoked_tokens_are_kept_until_they_expire_and_move_the_version(shared: Shared) -> None:
+    now = clock.now().timestamp()
+    store = shared.store
+    before = store.revocations_version()
+    assert before is not None and store.revocations_version() == before, "reading changes nothing"
+    assert store.revoked_tokens(now) == {}
+    assert store.revoke_token("jti-1", now + 300) is True
+    assert store.revoke_token("jti-1", now + 300) is False, "revoked already"
+    assert store.revoke_token("jti-2", now + 10) is True
+    moved = store.revocations_version()
+    assert moved not in (before, None)
+    other = shared.open_another()
+    assert other.revoked_tokens(now) == {"jti-1": pytest.approx(now + 300), "jti-2": pytest.approx(now + 10)}
+    assert other.revoked_tokens(now + 20) == {"jti-1": pytest.approx(now + 300)}, "an expired token is refused anyway"
+
+
+def test_every_gateway_hears_of_a_revocation_without_asking(postgres_url: str) -> None:
+    database = PostgresDatabase(postgres_url)
+    listener = ChangeListener(database)
+    records = PostgresPartners(database, listener=listener)
+    journal = PostgresJournal(database, partners=records)
+    try:
+        assert listener.wait_listening(10)
+        partners_before, before = records.version(), journal.revocations_version()
+        assert before is not None and before.startswith("listen:"), "a local read while listening"
+        PostgresJournal(database, partners=PostgresPartners(database)).revoke_token("jti-9", time.time() + 60)
+        deadline = time.monotonic() + 5
+        while journal.revocations_version() == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert journal.revocations_version() != before
+        assert records.version() == partners_before, "a revocation changes no partner record: their caches stay"
+    finally:
+        records.close()

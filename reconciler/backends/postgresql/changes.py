@@ -1,10 +1,11 @@
 """LISTEN/NOTIFY: a long-running process hears of every committed change to partner records at once.
 
-The ``partners`` trigger notifies ``partnerctl_changes`` at commit. A listener thread keeps one
-connection of its own and counts what it hears; :meth:`ChangeListener.version` is then a local
-read, so a gateway checks for changes on every request without a round trip, and a suspension,
-narrowing or revocation applies on every replica within milliseconds. While the listener is
-disconnected it answers None, and the store falls back to reading the counter.
+The ``partners`` trigger notifies ``partnerctl_changes`` at commit, the ``revoked_tokens`` trigger
+``partnerctl_revocations``. A listener thread keeps one connection of its own and counts what it
+hears on each channel; :meth:`ChangeListener.version` is then a local read, so a gateway checks for
+changes on every request without a round trip, and a suspension, narrowing, credential or token
+revocation applies on every replica within milliseconds. While the listener is disconnected it
+answers None, and the store falls back to reading the counter.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import psycopg
 from reconciler.backends.postgresql.database import Database
 from reconciler.errors import ReconcilerError
 
-__all__ = ["CHANNEL", "ChangeListener"]
+__all__ = ["CHANNEL", "REVOCATIONS", "ChangeListener"]
 
 CHANNEL = "partnerctl_changes"
+REVOCATIONS = "partnerctl_revocations"
+CHANNELS = (CHANNEL, REVOCATIONS)
 log = logging.getLogger("partnerctl.postgresql")
 
 
@@ -29,7 +32,7 @@ class ChangeListener:
     def __init__(self, database: Database, *, retry_seconds: float = 1.0) -> None:
         self.database = database
         self.retry_seconds = retry_seconds
-        self._heard = 0
+        self._heard = dict.fromkeys(CHANNELS, 0)
         self._session = 0  # a new connection may have missed notifications: a new version space
         self._listening = False
         self._lock = threading.Lock()
@@ -38,10 +41,10 @@ class ChangeListener:
         self._thread = threading.Thread(target=self._listen, name="postgres-listener", daemon=True)
         self._thread.start()
 
-    def version(self) -> str | None:
-        """``listen:<session>:<count>``, or None while not listening (ask the database instead)."""
+    def version(self, channel: str = CHANNEL) -> str | None:
+        """``listen:<session>:<count>`` of ``channel``, or None while not listening (ask the database instead)."""
         with self._lock:
-            return f"listen:{self._session}:{self._heard}" if self._listening else None
+            return f"listen:{self._session}:{self._heard[channel]}" if self._listening else None
 
     def wait_listening(self, timeout: float) -> bool:
         """Whether the listener is connected within ``timeout`` seconds (tests, start-up)."""
@@ -63,7 +66,8 @@ class ChangeListener:
                 continue
             self._connection = connection
             try:
-                connection.execute(f"LISTEN {CHANNEL}")
+                for channel in CHANNELS:
+                    connection.execute(f"LISTEN {channel}")
                 with self._lock:
                     self._session += 1
                     self._listening = True
@@ -71,9 +75,10 @@ class ChangeListener:
                     log.warning("change listener: listening again")
                     said = None
                 while not self._stop.is_set():
-                    for _ in connection.notifies(timeout=0.5):
+                    for notice in connection.notifies(timeout=0.5):
                         with self._lock:
-                            self._heard += 1
+                            if notice.channel in self._heard:
+                                self._heard[notice.channel] += 1
             except psycopg.Error as error:
                 if not self._stop.is_set():
                     said = f"lost its connection ({type(error).__name__})"

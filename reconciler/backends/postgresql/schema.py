@@ -91,6 +91,29 @@ CREATE TABLE scope_usage (
 );
 """,
     ),
+    Migration(
+        3,
+        "revocations heard by every gateway at once, keys seen once",
+        """
+-- Every revocation moves a counter and tells the listening gateways at commit, on a channel of its own
+-- (a revocation changes no partner record: their caches stay).
+CREATE TABLE revocation_changes (id int PRIMARY KEY CHECK (id = 1), version bigint NOT NULL);
+INSERT INTO revocation_changes (id, version) VALUES (1, 0);
+CREATE FUNCTION partnerctl_tokens_revoked() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE moved bigint;
+BEGIN
+    UPDATE revocation_changes SET version = version + 1 WHERE id = 1 RETURNING version INTO moved;
+    PERFORM pg_notify('partnerctl_revocations', moved::text);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER tokens_revoked AFTER INSERT OR UPDATE ON revoked_tokens
+    FOR EACH STATEMENT EXECUTE FUNCTION partnerctl_tokens_revoked();
+CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at);
+-- Keys that may be seen only once (private_key_jwt assertion ids), kept until they expire.
+CREATE TABLE remembered_keys (key text PRIMARY KEY, expires_at double precision NOT NULL);
+CREATE INDEX remembered_keys_by_expiry ON remembered_keys (expires_at);
+""",
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -8,7 +8,10 @@
   next attempt is pushed past a lease), so each delivery goes to one worker; one that dies
   mid-delivery leaves it to another once the lease runs out.
 - :meth:`PostgresPartners.version` comes from the change counter, or, in long-running processes,
-  from :class:`~reconciler.backends.postgresql.changes.ChangeListener` without a round trip.
+  from :class:`~reconciler.backends.postgresql.changes.ChangeListener` without a round trip;
+  :meth:`PostgresJournal.revocations_version` likewise, from the revocations' counter and channel.
+- Gateway replicas share rate-limit buckets: a take is one atomic ``UPDATE … RETURNING`` on the
+  bucket's row (its row lock orders concurrent takes); keys seen once are one ``INSERT … ON CONFLICT``.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from reconciler.backends.postgresql.changes import ChangeListener
+from reconciler import clock
+from reconciler.backends.postgresql.changes import REVOCATIONS, ChangeListener
 from reconciler.backends.postgresql.database import Database
 from reconciler.backends.postgresql.schema import LOCK_SPACE
 from reconciler.errors import Busy, IntegrityError
 from reconciler.stores.audit import chain
+from reconciler.stores.journal import Bucket
 from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent
 from reconciler.vocabulary import DeliveryStatus
 
@@ -40,6 +45,19 @@ WRITER_LOCK = 2
 CLAIM_SECONDS = 120.0
 _DELIVERY = "id, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error"
 _UPSERT = "INSERT INTO partners (key, data) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data"
+# Expired keys seen once and revoked tokens past their expiry are deleted at most this often per process.
+PRUNE_SECONDS = 60.0
+# One statement per take: the bucket refilled to now (capped at burst), then up to %(count)s whole tokens
+# taken. The subquery locks the row, so a concurrent take waits and then sees this one's result.
+_TAKE = """
+UPDATE rate_limits AS bucket
+SET tokens = now_.tokens - LEAST(%(count)s, floor(now_.tokens)), updated_at = now_.at
+FROM (SELECT key, LEAST(%(burst)s, tokens + GREATEST(%(now)s - updated_at, 0) * %(rate)s) AS tokens,
+             GREATEST(%(now)s, updated_at) AS at
+      FROM rate_limits WHERE key = %(key)s FOR UPDATE) AS now_
+WHERE bucket.key = now_.key
+RETURNING LEAST(%(count)s, floor(now_.tokens))::int, bucket.tokens
+"""
 
 
 class PostgresPartners:
@@ -98,6 +116,7 @@ class PostgresJournal:
         self._partners = partners
         self._after_commit = after_commit  # the Kubernetes mirror, when there is one
         self._held = threading.local()  # this thread's connection holding the writer lock, inside exclusive()
+        self._pruned_at = 0.0
 
     @contextmanager
     def _writing(self) -> Iterator[psycopg.Connection[Any]]:
@@ -270,6 +289,66 @@ class PostgresJournal:
                 (now, partner, webhook),
             )
             return cursor.rowcount
+
+    # --- what gateway replicas share ---------------------------------------------------------------
+
+    def take(self, key: str, *, count: int, rate: float, burst: float, now: float) -> Bucket:
+        values = {"key": key, "count": max(0, count), "rate": rate, "burst": burst, "now": now}
+        with self.database.connection() as conn:
+            row = conn.execute(_TAKE, values).fetchone()
+            if row is None:  # the bucket's first take: a full bucket, unless another process made it first
+                conn.execute("INSERT INTO rate_limits (key, tokens, updated_at) VALUES (%s, %s, %s) "
+                             "ON CONFLICT (key) DO NOTHING", (key, burst, now))  # fmt: skip
+                row = conn.execute(_TAKE, values).fetchone()
+        assert row is not None
+        return Bucket(int(row[0]), float(row[1]))
+
+    def level(self, key: str, *, rate: float, burst: float, now: float) -> float:
+        row = self.database.one("SELECT tokens, updated_at FROM rate_limits WHERE key = %s", (key,))
+        if row is None:
+            return float(burst)
+        tokens, updated_at = float(row[0]), float(row[1])
+        return min(float(burst), tokens + max(now - updated_at, 0.0) * rate)
+
+    def remember_once(self, key: str, expires_at: float) -> bool:
+        now = clock.now().timestamp()
+        self._prune(now)
+        row = self.database.one(
+            "INSERT INTO remembered_keys (key, expires_at) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+            "SET expires_at = EXCLUDED.expires_at WHERE remembered_keys.expires_at <= %s RETURNING 1",
+            (key, expires_at, now),
+        )
+        return row is not None
+
+    def revoke_token(self, jti: str, expires_at: float) -> bool:
+        self._prune(clock.now().timestamp())
+        row = self.database.one("INSERT INTO revoked_tokens (jti, expires_at) VALUES (%s, to_timestamp(%s)) "
+                                "ON CONFLICT (jti) DO NOTHING RETURNING 1", (jti, expires_at))  # fmt: skip
+        return row is not None
+
+    def revoked_tokens(self, now: float) -> dict[str, float]:
+        rows = self.database.rows("SELECT jti, extract(epoch FROM expires_at)::float8 FROM revoked_tokens "
+                                  "WHERE expires_at > to_timestamp(%s)", (now,))  # fmt: skip
+        return {jti: float(expires_at) for jti, expires_at in rows}
+
+    def revocations_version(self) -> str | None:
+        listener = self._partners.listener
+        if listener is not None:
+            heard = listener.version(REVOCATIONS)
+            if heard is not None:
+                return heard
+        row = self.database.one("SELECT version FROM revocation_changes WHERE id = 1")
+        return f"db:{row[0]}"
+
+    def _prune(self, now: float) -> None:
+        """Forget expired keys and revocations, at most once every PRUNE_SECONDS per process (an expired
+        token is refused as expired anyway)."""
+        if now - self._pruned_at < PRUNE_SECONDS:
+            return
+        self._pruned_at = now
+        with self.database.connection() as conn:
+            conn.execute("DELETE FROM remembered_keys WHERE expires_at <= %s", (now,))
+            conn.execute("DELETE FROM revoked_tokens WHERE expires_at <= to_timestamp(%s)", (now,))
 
     def close(self) -> None:
         self.database.close()

@@ -1,7 +1,8 @@
 """The embedded live state: partner records and the installation journal in one SQLite database.
 
 ``state.db`` under ``--home`` holds the partner records, the audit chain's committed head, settings,
-the memo and the webhook outbox; the chain itself is ``audit.jsonl`` beside it. When the records
+the memo, the webhook outbox, and what gateway processes share (rate-limit buckets, keys seen once,
+revoked tokens with a change counter of their own); the chain itself is ``audit.jsonl`` beside it. When the records
 live in the same database as the head (the default), a partner's record and the audit entries that
 explain it commit in one transaction. When they live elsewhere (Kubernetes), the head commits first.
 """
@@ -16,11 +17,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler import clock
 from reconciler.backends.sqlite.audit_file import AuditFile
 from reconciler.backends.sqlite.database import Database, change_counter, read_counter
 from reconciler.backends.sqlite.lock import installation_lock
 from reconciler.errors import IntegrityError
 from reconciler.stores.audit import chain
+from reconciler.stores.journal import Bucket
 from reconciler.stores.partners import PartnerStore
 from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent
 from reconciler.vocabulary import DeliveryStatus
@@ -44,9 +47,18 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON deliveries (partner, webhook, status);
+CREATE TABLE IF NOT EXISTS rate_limits (key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS remembered_keys (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS revocation_changes (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT OR IGNORE INTO revocation_changes (id, version) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS revoked_tokens_counts AFTER INSERT ON revoked_tokens
+BEGIN UPDATE revocation_changes SET version = version + 1 WHERE id = 1; END;
 """
     + change_counter(("partners",))
 )
+# Expired keys seen once and revoked tokens past their expiry are deleted at most this often per process.
+PRUNE_SECONDS = 60.0
 _DELIVERY = "id, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error"
 
 
@@ -99,6 +111,7 @@ class SqliteJournal:
         self.log = AuditFile(home / "audit.jsonl")
         self._partners = partners
         self._same_database = isinstance(partners, SqlitePartners) and partners.database is database
+        self._pruned_at = 0.0
 
     # --- the audit chain --------------------------------------------------------------------------
 
@@ -237,8 +250,71 @@ class SqliteJournal:
             )
         return cursor.rowcount
 
+    # --- what gateway processes share ---------------------------------------------------------------
+
+    def take(self, key: str, *, count: int, rate: float, burst: float, now: float) -> Bucket:
+        with self.database.transaction():  # BEGIN IMMEDIATE: another process's take waits for this one
+            row = self.database.one("SELECT tokens, updated_at FROM rate_limits WHERE key = ?", (key,))
+            tokens, updated_at = _refilled(row, rate=rate, burst=burst, now=now)
+            taken = max(0, min(count, int(tokens)))
+            self.database.execute("INSERT OR REPLACE INTO rate_limits (key, tokens, updated_at) VALUES (?, ?, ?)",
+                                  (key, tokens - taken, updated_at))  # fmt: skip
+        return Bucket(taken, tokens - taken)
+
+    def level(self, key: str, *, rate: float, burst: float, now: float) -> float:
+        row = self.database.one("SELECT tokens, updated_at FROM rate_limits WHERE key = ?", (key,))
+        return _refilled(row, rate=rate, burst=burst, now=now)[0]
+
+    def remember_once(self, key: str, expires_at: float) -> bool:
+        now = clock.now().timestamp()
+        self._prune(now)
+        with self.database.transaction():
+            cursor = self.database.execute(
+                "INSERT INTO remembered_keys (key, expires_at) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET expires_at = excluded.expires_at WHERE remembered_keys.expires_at <= ?",
+                (key, expires_at, now),
+            )
+        return cursor.rowcount == 1
+
+    def revoke_token(self, jti: str, expires_at: float) -> bool:
+        self._prune(clock.now().timestamp())
+        with self.database.transaction():
+            cursor = self.database.execute("INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)",
+                                           (jti, expires_at))  # fmt: skip
+        return cursor.rowcount == 1
+
+    def revoked_tokens(self, now: float) -> dict[str, float]:
+        return dict(self.database.rows("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > ?", (now,)))
+
+    def revocations_version(self) -> str | None:
+        try:
+            inode = self.database.path.stat().st_ino
+        except FileNotFoundError:
+            inode = 0
+        return f"{inode}:{self.database.one('SELECT version FROM revocation_changes WHERE id = 1')[0]}"
+
+    def _prune(self, now: float) -> None:
+        """Forget expired keys and revocations, at most once every PRUNE_SECONDS (a revoked token that has
+        expired is refused as expired anyway)."""
+        if now - self._pruned_at < PRUNE_SECONDS:
+            return
+        self._pruned_at = now
+        with self.database.transaction():
+            self.database.execute("DELETE FROM remembered_keys WHERE expires_at <= ?", (now,))
+            self.database.execute("DELETE FROM revoked_tokens WHERE expires_at <= ?", (now,))
+
     def close(self) -> None:
         self.database.close()
+
+
+def _refilled(row: Any, *, rate: float, burst: float, now: float) -> tuple[float, float]:
+    """A bucket's tokens at ``now`` and the time they are counted from: full when never used; a clock
+    behind the last update refills nothing."""
+    if row is None:
+        return float(burst), now
+    tokens, updated_at = float(row[0]), float(row[1])
+    moment = max(now, updated_at)
+    return min(float(burst), tokens + (moment - updated_at) * rate), moment
 
 
 def _record(key: str, data: str) -> PartnerRecord:
