@@ -119,7 +119,9 @@ def status_text(entries: list[dict[str, Any]], *, detailed: bool = False) -> str
     for entry in entries:
         credential = entry["credential"]
         age = rotates = "-"
-        if credential:
+        if credential and credential.get("method") == "private_key_jwt":
+            age = f"jwt, {len(credential['keyIds'])} key(s)"
+        elif credential:
             issued = datetime.fromisoformat(credential["issuedAt"])
             age = f"{(now - issued).days}d"
             rotates = credential["rotatesAt"][:10]
@@ -145,6 +147,13 @@ def status_text(entries: list[dict[str, Any]], *, detailed: bool = False) -> str
                     f"Approval: commit {str(approval['commit'])[:12]} by {approval['approver'] or '(not verified)'}, "
                     f"policy document {approval['policyDocument'] or '-'}, at {approval['approvedAt']}"
                 )
+            credential = entry["credential"]
+            if credential and credential.get("method") == "private_key_jwt":
+                seen = credential.get("keysFirstSeen", {})
+                keys = ", ".join(f"{kid} (first seen {(seen.get(kid) or '?')[:19]})" for kid in credential["keyIds"])
+                where = f" at {credential['jwksUri']}" if credential.get("jwksUri") else ""
+                keys = keys or "none seen yet"
+                lines.append(f"Credential: {credential['clientId']}, private_key_jwt{where}; keys: {keys}")
             lines.append("Conditions:")
             lines.extend(
                 f"  {c['type']:<19} {c['status']:<5} {c['reason']}: {c['message']}" for c in entry["conditions"]
@@ -160,9 +169,12 @@ def pickup_text(document: dict[str, Any]) -> str:
     lines = [
         f"Credentials for {document['partner']} (shown once; store them in your secret manager now):",
         f"  client_id:      {document['client_id']}",
-        f"  client_secret:  {document['client_secret'] or '(unchanged: delivered before)'}",
-        f"  token_endpoint: {document['token_endpoint']}",
     ]
+    if "client_secret" in document:
+        lines.append(f"  client_secret:  {document['client_secret'] or '(unchanged: delivered before)'}")
+    else:
+        lines.append("  client auth:    private_key_jwt (no client secret: sign client assertions with your key)")
+    lines.append(f"  token_endpoint: {document['token_endpoint']}")
     for name, secret in sorted(document["webhook_secrets"].items()):
         lines.append(f"  webhook {name} signing secret: {secret}")
     return "\n".join(lines)

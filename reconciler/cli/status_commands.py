@@ -13,6 +13,7 @@ import click
 from reconciler.cli import output
 from reconciler.cli.options import common_options, settings_from
 from reconciler.cli.wiring import check_partner_key, reconciler
+from reconciler.credentials import client_id_for
 from reconciler.stores import audit as chain
 from reconciler.stores.records import GENESIS_HASH, AuditHead
 
@@ -58,30 +59,23 @@ def deliver(ctx: click.Context, /, partner: str, **given: Any) -> None:
     key = check_partner_key(partner)
     gateway = os.environ.get("PARTNERCTL_GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
     with reconciler(settings) as engine:
-        pickup = engine.deliver(key, token_endpoint=f"{gateway}/oauth2/token")
-    if pickup is None:
+        document = engine.delivery(key, token_endpoint=f"{gateway}/oauth2/token")
+        method = engine.client_authentication(key) if document is None else None
+    if document is None:
+        advice = f" If the secret was lost, run: partnerctl credentials rotate {key}"
+        if method == "private_key_jwt":
+            advice = (f" {key} authenticates with private_key_jwt and has no client secret: it needs only its client "
+                      f"id, {client_id_for(key)}, and the token endpoint, {gateway}/oauth2/token.")  # fmt: skip
         click.echo(
             f"partnerctl: nothing to pick up for {key}: its credentials were already delivered or never issued; "
-            "this refusal is audited. If the secret was lost, run: partnerctl credentials rotate " + key,
+            "this refusal is audited." + advice,
             err=True,
         )
         ctx.exit(1)
-    if pickup.wrap_token is not None:
-        wrapped = {"partner": pickup.partner, "wrap_token": pickup.wrap_token, "wrap_ttl": pickup.wrap_ttl}
-        if settings.output == "json":
-            output.emit_json(wrapped)
-        else:
-            click.echo(output.wrapped_text(wrapped))
-        return
-    document = {
-        "partner": pickup.partner,
-        "client_id": pickup.client_id,
-        "client_secret": pickup.client_secret,
-        "token_endpoint": f"{gateway}/oauth2/token",
-        "webhook_secrets": pickup.webhook_secrets,
-    }
     if settings.output == "json":
         output.emit_json(document)
+    elif "wrap_token" in document:
+        click.echo(output.wrapped_text(document))
     else:
         click.echo(output.pickup_text(document))
 

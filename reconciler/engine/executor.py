@@ -24,8 +24,9 @@ from reconciler.credentials import client_id_for, new_client_secret, new_webhook
 from reconciler.engine.desired import DesiredPartner, DesiredState
 from reconciler.engine.journal import Journal
 from reconciler.engine.plan import Action, Plan, desired_spec, desired_webhooks, rotation_settings
-from reconciler.engine.status import webhook_result
+from reconciler.engine.status import inline_key_ids, webhook_result
 from reconciler.errors import Busy, ReconcilerError, Stalled, StoreUnavailable
+from reconciler.manifests.models import client_authentication_of
 from reconciler.stores import Stores
 from reconciler.stores.records import AuditEvent, PartnerRecord, WebhookRecord
 from reconciler.vocabulary import ActionName, Event, Health, Phase, WebhookState
@@ -311,6 +312,7 @@ class Executor:
 
     def _adopt_spec(self, record: PartnerRecord, partner: DesiredPartner) -> None:
         spec = desired_spec(partner, record)
+        record.keys_first_seen = _keys_first_seen(record, spec, self.now)
         record.spec = spec
         record.blob = partner.blob
         record.context = partner.context
@@ -326,6 +328,21 @@ class Executor:
         record.updated_at = self.now.isoformat()
         if record.phase == Phase.DECOMMISSIONED:
             record.phase = Phase.PROVISIONING
+
+
+def _keys_first_seen(record: PartnerRecord, spec: dict[str, Any], now: datetime) -> dict[str, str]:
+    """private_key_jwt key ids and when each was first seen, as ``spec`` is adopted (DESIGN §6).
+
+    A manifest's keys are first seen when first applied; a key removed and added again is new. Keys at a
+    ``jwksUri`` are noted by the gateway as it meets them; they start afresh when the URI changes."""
+    if client_authentication_of(spec) != "private_key_jwt":
+        return {}
+    auth = spec.get("auth", {})
+    if auth.get("jwks") is not None:
+        return {kid: record.keys_first_seen.get(kid, now.isoformat()) for kid in inline_key_ids(spec)}
+    if auth.get("jwksUri") != record.spec.get("auth", {}).get("jwksUri"):
+        return {}
+    return dict(record.keys_first_seen)
 
 
 def _desired(step: _Step) -> DesiredPartner:

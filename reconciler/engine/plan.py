@@ -12,6 +12,7 @@ from typing import Any
 
 from reconciler.credentials import Credential, active_credential
 from reconciler.engine.desired import DesiredPartner, DesiredState
+from reconciler.manifests.models import client_authentication_of
 from reconciler.stores.records import PartnerRecord, WebhookRecord
 from reconciler.vocabulary import ActionName, CredentialState, Health, Phase
 
@@ -20,6 +21,8 @@ __all__ = ["Action", "LiveState", "Plan", "desired_spec", "desired_webhooks", "m
 
 # The order of a partner's actions: ActionName's own order, without the check.
 ORDER = {name: index for index, name in enumerate(ActionName)}
+# Why a client secret is revoked, or issued again, when the partner's client authentication changes.
+METHOD_CHANGED = "client-authentication-changed"
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,18 @@ def _converge(
     active = active_credential(credentials)
     previous = [credential for credential in credentials if credential.state == CredentialState.PREVIOUS]
 
+    method = client_authentication_of(spec)
+    applied_method = client_authentication_of(record.spec) if record is not None and not new else method
+
     if new:
         actions.append(Action(key, ActionName.REGISTER_PARTNER, "new-partner", {"scopes": spec.get("scopes", [])}))
     elif record is not None and partner.read:
         changed = _changed_fields(record.spec, spec)
         if changed:
-            actions.append(Action(key, ActionName.UPDATE_PARTNER, "spec-changed", {"changed": changed}))
+            details: dict[str, Any] = {"changed": changed}
+            if applied_method != method:
+                details["clientAuthentication"] = {"from": applied_method, "to": method}
+            actions.append(Action(key, ActionName.UPDATE_PARTNER, "spec-changed", details))
         elif record.suspended and not suspended:
             actions.append(Action(key, ActionName.UPDATE_PARTNER, "resumed", {"changed": ["suspended"]}))
 
@@ -150,10 +159,17 @@ def _converge(
             Action(key, ActionName.REVOKE_CREDENTIAL, "suspended", {"credentialId": credential.credential_id})
             for credential in credentials
         )
+    elif method == "private_key_jwt":
+        # No secret exists for such a partner (DESIGN §6): one left from client_secret is revoked at once.
+        actions.extend(
+            Action(key, ActionName.REVOKE_CREDENTIAL, METHOD_CHANGED, {"credentialId": credential.credential_id,
+                                                                       "clientAuthentication": method})
+            for credential in credentials
+        )  # fmt: skip
     else:
         rotation_days, _ = rotation_settings(partner, record)
         if active is None:
-            reason = "new-partner" if new else ("resumed" if record is not None and record.suspended else "drift")
+            reason = _issue_reason(new, record, applied_method)
             details = {} if reason != "drift" else {"problem": "no active credential in the secret store"}
             actions.append(Action(key, ActionName.ISSUE_CREDENTIAL, reason, details))
         elif active.due_for_rotation(now, rotation_days):
@@ -183,6 +199,16 @@ def _converge(
     for name in sorted(set(applied) - set(wanted)):
         actions.append(Action(key, ActionName.REMOVE_WEBHOOK, "webhook-removed", {"name": name}))
     return actions
+
+
+def _issue_reason(new: bool, record: PartnerRecord | None, applied_method: str) -> str:
+    if new or record is None:
+        return "new-partner"
+    if record.suspended:
+        return "resumed"
+    if applied_method != "client_secret":
+        return METHOD_CHANGED  # back from private_key_jwt: a new secret, delivered once
+    return "drift"
 
 
 def _decommission(key: str, record: PartnerRecord | None, credentials: list[Credential]) -> list[Action]:

@@ -7,6 +7,7 @@ calls one method. Nothing here knows whether the stores are SQLite, Kubernetes o
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import hashlib
 import os
@@ -24,6 +25,7 @@ from reconciler.engine.journal import Journal
 from reconciler.engine.plan import LiveState, Plan, make_plan, stable_until
 from reconciler.engine.status import status_json
 from reconciler.errors import InvalidState, NotFound, UsageError
+from reconciler.manifests.models import client_authentication_of
 from reconciler.stores import Stores
 from reconciler.stores.audit import Verdict, verify
 from reconciler.stores.records import Pickup
@@ -169,14 +171,41 @@ class Reconciler:
     # --- credentials ------------------------------------------------------------------------------
 
     def deliver(self, partner: str, *, token_endpoint: str = "") -> Pickup | None:
-        """The one-time pickup of ``partner``; None (audited as refused) when there is none."""
+        """The one-time pickup of ``partner``; None (audited as refused) when there is none.
+
+        A ``private_key_jwt`` partner's pickup holds its webhook secrets only: it has no client secret."""
         journal = self._journal()
         with journal.exclusive(timeout=LOCK_TIMEOUT):
             now = clock_now()
             journal.recover(now=now)
             pickup = self.stores.secrets.take_pickup(partner, now=now, token_endpoint=token_endpoint)
             journal.record([], [], now=now)
+        jwt = pickup is not None and self.client_authentication(partner) != "client_secret"
+        if pickup is not None and jwt and pickup.client_secret is not None:
+            pickup = dataclasses.replace(pickup, client_secret=None)  # never hand out a secret it cannot use
         return pickup
+
+    def delivery(self, partner: str, *, token_endpoint: str) -> dict[str, Any] | None:
+        """``credentials deliver``'s document (DESIGN §11): the pickup, wrapped (Vault) or in clear; None when
+        there is nothing to pick up. A ``private_key_jwt`` partner gets its client id, the token endpoint and
+        its webhook secrets, and no ``client_secret`` key at all (DESIGN §6)."""
+        pickup = self.deliver(partner, token_endpoint=token_endpoint)
+        if pickup is None:
+            return None
+        if pickup.wrap_token is not None:
+            return {"partner": pickup.partner, "wrap_token": pickup.wrap_token, "wrap_ttl": pickup.wrap_ttl}
+        method = self.client_authentication(partner)
+        document: dict[str, Any] = {"partner": pickup.partner, "client_id": pickup.client_id}
+        if method == "client_secret":
+            document["client_secret"] = pickup.client_secret
+        document |= {"client_authentication": method, "token_endpoint": token_endpoint,
+                     "webhook_secrets": pickup.webhook_secrets}  # fmt: skip
+        return document
+
+    def client_authentication(self, partner: str) -> str:
+        """How ``partner`` authenticates at the token endpoint as applied: ``client_secret`` or ``private_key_jwt``."""
+        record = self.stores.partners.partner(partner)
+        return client_authentication_of(record.spec) if record is not None else "client_secret"
 
     def rotate(self, partner: str) -> Credential:
         """Force a rotation now; the old secret stays valid for the tenant's overlap."""
@@ -190,6 +219,11 @@ class Reconciler:
             if not record.usable:
                 raise InvalidState(
                     f"{partner} has no live integration to rotate ({record.phase}; see partnerctl status)"
+                )
+            if client_authentication_of(record.spec) == "private_key_jwt":
+                raise InvalidState(
+                    f"{partner} authenticates with private_key_jwt and has no client secret to rotate; the partner "
+                    "rotates its own keys (a reviewed change of its jwks, or at its jwksUri)"
                 )
             credential = self.stores.secrets.rotate_credential(
                 partner, new_client_secret(), now=now, overlap_until=now + timedelta(days=record.overlap_days)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from reconciler.credentials import Credential
+from reconciler.credentials import Credential, client_id_for
+from reconciler.manifests.models import client_authentication_of
 from reconciler.stores.records import PartnerRecord, WebhookRecord
 from reconciler.vocabulary import Event, Health, Phase, WebhookState
 
-__all__ = ["CONDITIONS", "deactivate", "derive", "status_json", "webhook_result"]
+__all__ = ["CONDITIONS", "deactivate", "derive", "inline_key_ids", "keys_in_use", "status_json", "webhook_result"]
+
+PRIVATE_KEY_JWT = "private_key_jwt"
 
 CONDITIONS = (
     "Approved",
@@ -22,17 +25,24 @@ CONDITIONS = (
 
 
 def derive(record: PartnerRecord, active: Credential | None, *, webhooks_held: set[str], now: datetime) -> None:
-    """Set ``record``'s phase, health and conditions from what is true of it now."""
-    record.phase, record.health = _phase_and_health(record, active)
+    """Set ``record``'s phase, health and conditions from what is true of it now.
+
+    A partner with ``private_key_jwt`` has no client secret: its credentials are its public keys, issued
+    by the partner itself, so ``active`` is ignored for it (the planner revokes any it still has)."""
+    jwt = client_authentication_of(record.spec) == PRIVATE_KEY_JWT
+    if jwt:
+        active = None
+    record.phase, record.health = _phase_and_health(record, active, jwt=jwt)
     webhook_states = [hook.state for hook in record.webhooks.values()]
     missing_hooks = sorted(set(record.webhooks) - webhooks_held)
     unreachable = [name for name, hook in sorted(record.webhooks.items()) if hook.state != WebhookState.ACTIVE]
     values = {
         "Approved": _condition(record.approval is not None, "Approved", "NotApproved",
                                _approval_message(record.approval)),
-        "CredentialsIssued": _condition(active is not None, "Issued", "NoActiveCredential",
-                                        f"client {active.client_id}, generation {active.generation}" if active
-                                        else "no active client credential"),
+        "CredentialsIssued": _condition(True, "PrivateKeyJwt", "", _keys_message(record)) if jwt
+        else _condition(active is not None, "Issued", "NoActiveCredential",
+                        f"client {active.client_id}, generation {active.generation}" if active
+                        else "no active client credential"),
         "WebhooksRegistered": _condition(not missing_hooks, "Registered", "SigningSecretMissing",
                                          f"{len(record.webhooks)} webhook(s)" if not missing_hooks
                                          else f"missing signing secret: {', '.join(missing_hooks)}"),
@@ -57,17 +67,40 @@ def derive(record: PartnerRecord, active: Credential | None, *, webhooks_held: s
     record.conditions = conditions
 
 
-def _phase_and_health(record: PartnerRecord, active: Credential | None) -> tuple[Phase, Health]:
+def _phase_and_health(record: PartnerRecord, active: Credential | None, *, jwt: bool) -> tuple[Phase, Health]:
     if record.phase in (Phase.DECOMMISSIONED, Phase.PENDING_APPROVAL):
         return record.phase, Health.UNKNOWN
     if record.suspended:
         return Phase.SUSPENDED, Health.UNKNOWN
-    if active is None:
+    if active is None and not jwt:
         return Phase.PROVISIONING, Health.UNKNOWN
     if record.handshake_at is None:
         return Phase.AWAITING_HANDSHAKE, Health.UNKNOWN
     failing = any(hook.state != WebhookState.ACTIVE for hook in record.webhooks.values())
     return Phase.ACTIVE, Health.DEGRADED if failing else Health.HEALTHY
+
+
+def _keys_message(record: PartnerRecord) -> str:
+    client = client_id_for(record.key)
+    uri = record.spec.get("auth", {}).get("jwksUri")
+    kids = keys_in_use(record)
+    listed = f"keys {', '.join(kids)}" if kids else "no key seen yet"
+    where = f" at {uri}" if uri else ""
+    return f"client {client} authenticates with private_key_jwt; {listed}{where}"
+
+
+def inline_key_ids(spec: dict[str, Any]) -> list[str]:
+    """The key ids of a spec's inline ``auth.jwks`` (validation gives every key a unique kid), in order."""
+    jwks = spec.get("auth", {}).get("jwks")
+    keys = jwks.get("keys", []) if isinstance(jwks, dict) else []
+    return [str(key["kid"]) for key in keys if isinstance(key, dict) and key.get("kid") is not None]
+
+
+def keys_in_use(record: PartnerRecord) -> list[str]:
+    """A private_key_jwt partner's key ids: its manifest's, or those seen at its ``jwksUri``."""
+    if record.spec.get("auth", {}).get("jwks") is not None:
+        return inline_key_ids(record.spec)
+    return sorted(record.keys_first_seen)
 
 
 def _condition(ok: bool, reason_true: str, reason_false: str, message: str) -> tuple[str, str, str]:
@@ -92,18 +125,34 @@ def status_json(record: PartnerRecord, active: Credential | None, rotation_days:
         "conditions": record.conditions,
         "appliedRevision": record.revision,
         "approval": record.approval,
-        "credential": None
-        if active is None
-        else {
-            "clientId": active.client_id,
-            "issuedAt": active.issued_at.isoformat(),
-            "rotatesAt": active.rotates_at(days).isoformat(),
-        },
+        "credential": _credential_json(record, active, days),
         "webhooks": [
             {"name": hook.name, "url": hook.url, "state": hook.state, "consecutiveFailures": hook.consecutive_failures}
             for _, hook in sorted(record.webhooks.items())
         ],
         "lastSuccessfulSync": record.last_successful_sync,
+    }
+
+
+def _credential_json(record: PartnerRecord, active: Credential | None, rotation_days: int) -> dict[str, Any] | None:
+    """``credential`` of status: the client secret's dates, or a private_key_jwt partner's key ids (DESIGN §6)."""
+    if client_authentication_of(record.spec) == PRIVATE_KEY_JWT:
+        if not record.usable:
+            return None
+        kids = keys_in_use(record)
+        credential = {"clientId": client_id_for(record.key), "issuedAt": None, "rotatesAt": None,
+                      "method": PRIVATE_KEY_JWT, "keyIds": kids,
+                      "keysFirstSeen": {kid: record.keys_first_seen.get(kid) for kid in kids}}  # fmt: skip
+        uri = record.spec.get("auth", {}).get("jwksUri")
+        return {**credential, "jwksUri": uri} if uri else credential
+    if active is None:
+        return None
+    return {
+        "clientId": active.client_id,
+        "issuedAt": active.issued_at.isoformat(),
+        "rotatesAt": active.rotates_at(rotation_days).isoformat(),
+        "method": "client_secret",
+        "keyIds": [],
     }
 
 

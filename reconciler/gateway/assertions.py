@@ -42,6 +42,8 @@ from typing import Any, Protocol
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from reconciler.manifests import jwk as jwk_rules
+
 __all__ = [
     "ALGORITHMS",
     "ASSERTION_TYPE",
@@ -60,20 +62,18 @@ __all__ = [
 ]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ALGORITHMS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
+ALGORITHMS = tuple(jwk_rules.ALGORITHMS)  # RS256, PS256, ES256, ES384, EdDSA: what manifests accept, too
 MAX_LIFETIME_SECONDS = 300  # exp at most this far ahead (plus the leeway)
 LEEWAY_SECONDS = 60
 MAX_ASSERTION_BYTES = 8192
 MAX_JTI_LENGTH = 256
-MIN_RSA_BITS = 2048
-PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+MIN_RSA_BITS = jwk_rules.MIN_RSA_BITS
+PRIVATE_MEMBERS = frozenset(jwk_rules.PRIVATE_MEMBERS)
 
-# What a key of each type and curve may sign with.
+# What a key of each type and curve may sign with (RSA keys have no curve).
 _ALLOWED: dict[tuple[str, str | None], tuple[str, ...]] = {
-    ("RSA", None): ("RS256", "PS256"),
-    ("EC", "P-256"): ("ES256",),
-    ("EC", "P-384"): ("ES384",),
-    ("OKP", "Ed25519"): ("EdDSA",),
+    key: tuple(name for name, needs in jwk_rules.ALGORITHMS.items() if needs == key)
+    for key in jwk_rules.ALGORITHMS.values()
 }
 
 SeenBefore = Callable[[str, float], bool]

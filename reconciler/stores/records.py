@@ -71,6 +71,8 @@ class PartnerRecord:
     handshake_at: str | None = None
     last_successful_sync: str | None = None
     last_check_at: str | None = None
+    # private_key_jwt: each key id in use (the manifest's jwks, or seen at its jwksUri) and when it was first seen
+    keys_first_seen: dict[str, str] = field(default_factory=dict)
 
     @property
     def tenant(self) -> str:
