@@ -323,6 +323,8 @@ class Executor:
         if partner.policy is not None:
             record.max_failures = partner.policy.spec.webhooks.maxConsecutiveFailures
             record.on_failure = partner.policy.spec.webhooks.onFailure
+            record.requests_per_minute = partner.policy.spec.gateway.requestsPerMinute  # the gateway's rate limit
+            record.burst = partner.policy.spec.gateway.burst
         legal = spec.get("legalBasis")
         record.legal_expires_on = legal.get("expiresOn") if isinstance(legal, dict) else None
         record.updated_at = self.now.isoformat()

@@ -21,7 +21,7 @@ from reconciler.manifests.models import IntegrationPartner
 from tests.support.assertions import PartnerKey, make_key
 from tests.support.desired import START, Version, desired_of
 from tests.support.engine import Installation
-from tests.support.repo import PARTNER, TENANT, edit
+from tests.support.repo import PARTNER, POLICY, TENANT, edit
 
 ACME = f"{TENANT}/acme-bank"
 CLIENT = f"{TENANT}.acme-bank"
@@ -262,3 +262,18 @@ def test_any_sequence_of_switches_converges_and_a_jwt_partner_never_holds_a_secr
                 assert record.keys_first_seen == ({"acme-2026": record.keys_first_seen["acme-2026"]} if jwt else {})
         finally:
             stores.close()
+
+
+# --- what else the executor adopts from the tenant policy with a spec --------------------------------------
+
+
+def test_the_tenant_policy_gateway_limits_are_applied_with_the_spec(installation: Installation) -> None:
+    """For the gateway's rate limits (DESIGN §7): the record carries the tenant's gateway section."""
+    installation.repo.write(f"policies/{TENANT}.yaml", POLICY + "  gateway: {requestsPerMinute: 120, burst: 20}\n")
+    installation.onboard(text=with_keys(KEY_2026))
+    stores = open_stores(home=installation.home)
+    try:
+        record = stores.partners.partner(ACME)
+    finally:
+        stores.close()
+    assert record is not None and (record.requests_per_minute, record.burst) == (120, 20)
