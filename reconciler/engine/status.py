@@ -10,7 +10,16 @@ from reconciler.manifests.models import client_authentication_of
 from reconciler.stores.records import PartnerRecord, WebhookRecord
 from reconciler.vocabulary import Event, Health, Phase, WebhookState
 
-__all__ = ["CONDITIONS", "deactivate", "derive", "inline_key_ids", "keys_in_use", "status_json", "webhook_result"]
+__all__ = [
+    "CONDITIONS",
+    "deactivate",
+    "derive",
+    "inline_key_ids",
+    "keys_in_use",
+    "note_key_seen",
+    "status_json",
+    "webhook_result",
+]
 
 PRIVATE_KEY_JWT = "private_key_jwt"
 
@@ -101,6 +110,18 @@ def keys_in_use(record: PartnerRecord) -> list[str]:
     if record.spec.get("auth", {}).get("jwks") is not None:
         return inline_key_ids(record.spec)
     return sorted(record.keys_first_seen)
+
+
+def note_key_seen(record: PartnerRecord, kid: str | None, now: datetime) -> bool:
+    """The gateway verified an assertion signed with ``kid`` from a ``jwksUri``: note when the key was first
+    seen. True when ``record`` changed (the gateway then records it); a manifest's keys are noted on apply."""
+    auth = record.spec.get("auth", {})
+    if kid is None or client_authentication_of(record.spec) != PRIVATE_KEY_JWT or auth.get("jwks") is not None:
+        return False
+    if kid in record.keys_first_seen:
+        return False
+    record.keys_first_seen[kid] = now.isoformat()
+    return True
 
 
 def _condition(ok: bool, reason_true: str, reason_false: str, message: str) -> tuple[str, str, str]:

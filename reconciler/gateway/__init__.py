@@ -4,6 +4,8 @@
     tokens.py      RFC 9068 access tokens, signed with the installation's ES256 key
     routes.py      which scope a request needs (the catalog's routes)
     forwarding.py  what the gateway asks of the platform API; upstream.py forwards over HTTP (httpx)
+    assertions.py  private_key_jwt client assertions (RFC 7523) checked against a partner's JWKS, no I/O
+    keys.py        partners' public keys: the manifest's jwks, or its jwksUri fetched (httpx, SSRF) and cached
 """
 
 from __future__ import annotations

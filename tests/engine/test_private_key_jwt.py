@@ -17,7 +17,10 @@ from reconciler.backends import open_stores
 from reconciler.engine.executor import Executor
 from reconciler.engine.journal import Journal
 from reconciler.engine.plan import LiveState, make_plan
+from reconciler.engine.status import note_key_seen, status_json
 from reconciler.manifests.models import IntegrationPartner
+from reconciler.stores.records import PartnerRecord
+from reconciler.vocabulary import Phase
 from tests.support.assertions import PartnerKey, make_key
 from tests.support.desired import START, Version, desired_of
 from tests.support.engine import Installation
@@ -277,3 +280,19 @@ def test_the_tenant_policy_gateway_limits_are_applied_with_the_spec(installation
     finally:
         stores.close()
     assert record is not None and (record.requests_per_minute, record.burst) == (120, 20)
+
+
+def test_the_gateway_notes_keys_first_seen_at_a_jwks_uri_once() -> None:
+    record = PartnerRecord(key=ACME, phase=Phase.ACTIVE, spec={"auth": {
+        "method": "oauth2-client-credentials", "clientAuthentication": "private_key_jwt",
+        "jwksUri": "https://keys.acme-bank.example/scp/jwks.json"}})  # fmt: skip
+    assert note_key_seen(record, "2027", START)
+    assert not note_key_seen(record, "2027", START + timedelta(days=1))
+    assert not note_key_seen(record, None, START)  # the set's only key, used without a kid: nothing to name
+    assert record.keys_first_seen == {"2027": START.isoformat()}
+    assert status_json(record, None)["credential"]["keyIds"] == ["2027"]
+    inline = PartnerRecord(key=ACME, phase=Phase.ACTIVE, spec=json.loads(json.dumps(
+        {"auth": {"clientAuthentication": "private_key_jwt", "jwks": {"keys": [KEY_2026.jwk]}}})))  # fmt: skip
+    assert not note_key_seen(inline, "acme-2026", START)  # noted when the manifest is applied
+    secret = PartnerRecord(key=ACME, phase=Phase.ACTIVE, spec={"auth": {"method": "oauth2-client-credentials"}})
+    assert not note_key_seen(secret, "2027", START)
