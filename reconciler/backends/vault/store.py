@@ -221,13 +221,10 @@ class VaultSecretStore:
                                         {"reason": "nothing to pick up", "code": "SEC-01"}, now)], None)  # fmt: skip
             return None
         payload = json.loads(self._decrypt(record["pickup"], f"pickup:{partner}"))
-        document = {
-            "partner": partner,
-            "client_id": payload["client_id"],
-            "client_secret": payload.get("client_secret"),
-            "token_endpoint": token_endpoint,
-            "webhook_secrets": payload["webhook_secrets"],
-        }
+        document = {"partner": partner, "client_id": payload["client_id"]}
+        if payload.get("client_secret") is not None:  # none for a private_key_jwt partner: no key at all
+            document["client_secret"] = payload["client_secret"]
+        document |= {"token_endpoint": token_endpoint, "webhook_secrets": payload["webhook_secrets"]}
         wrapped = self.vault.call(
             "wrap the pickup", lambda: self.vault.hvac.sys.wrap(payload=document, ttl=self.config.wrap_ttl)
         )
