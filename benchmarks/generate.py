@@ -11,6 +11,9 @@ TENANTS = ("ministry-social-affairs", "country-office-malawi")
 
 
 LOCAL_WEBHOOKS = "http://127.0.0.1:9"  # the discard port: nothing listens, pings fail at once, no DNS
+# The tenant policies' gateway limits (requests per minute, burst): the highest the schema allows, so the
+# benchmarks measure what rate limiting costs, never its refusals.
+BENCH_LIMITS = (100_000, 10_000)
 
 
 def generate_repository(
@@ -20,15 +23,21 @@ def generate_repository(
     webhook_base: str | None = LOCAL_WEBHOOKS,
     webhook_bases: list[str] | None = None,
     template: str | None = None,
+    gateway: tuple[int, int] | None = BENCH_LIMITS,
 ) -> list[Path]:
     """Write policies/ and ``count`` partner files under ``root``; return the partner files.
 
     Webhook URLs are moved to ``webhook_base`` (loopback: run with --dev-allow-loopback-webhooks) so
     that connectivity checks never wait on DNS; None keeps the examples' public host names.
     ``webhook_bases`` spreads partners over several receivers; ``template`` uses one example partner
-    (by file stem) for every partner.
+    (by file stem) for every partner. ``gateway``: the tenant policies' rate limit (None: the defaults).
     """
     shutil.copytree(PROJECT_ROOT / "policies", root / "policies", dirs_exist_ok=True)
+    if gateway is not None:
+        for tenant in TENANTS:
+            policy = root / "policies" / f"{tenant}.yaml"
+            policy.write_text(policy.read_text().rstrip("\n") +
+                              f"\n  gateway: {{requestsPerMinute: {gateway[0]}, burst: {gateway[1]}}}\n")  # fmt: skip
     templates = {
         tenant: [path.read_text() for path in sorted((PROJECT_ROOT / "partners" / tenant).glob("*.yaml"))]
         for tenant in TENANTS

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import signal
 import sys
 import threading
@@ -15,7 +14,6 @@ import click
 from reconciler import clock
 from reconciler.cli import output, wiring
 from reconciler.cli.options import common_options, settings_from
-from reconciler.credentials import keyed_hash
 from reconciler.errors import ReconcilerError, UsageError
 
 
@@ -62,13 +60,10 @@ def publish_command(ctx: click.Context, /, event_type: str, data: str | None, fi
 def token_command(ctx: click.Context, /, **given: Any) -> None:
     """Issue (or replace) the platform-service token for POST /internal/events on the gateway. Shown once."""
     settings = settings_from(ctx, given)
-    from reconciler.webhooks.events import PLATFORM_TOKEN_HASH, PLATFORM_TOKEN_KEY
+    from reconciler.webhooks.events import PLATFORM_TOKEN
 
     with wiring.stores(settings) as stores:
-        token = "scp_pt_" + secrets.token_urlsafe(32)
-        key = secrets.token_bytes(32)
-        stores.secrets.replace_sealed(PLATFORM_TOKEN_KEY, key)
-        stores.secrets.replace_sealed(PLATFORM_TOKEN_HASH, keyed_hash(key, token).encode())
+        token = PLATFORM_TOKEN.issue(stores.secrets)
     click.echo(token)
 
 

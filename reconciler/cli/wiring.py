@@ -136,13 +136,14 @@ def dispatcher(settings: Settings, schedule: str | None) -> Dispatcher:
     return Dispatcher(stores(settings), transport, schedule=steps)
 
 
-def gateway(settings: Settings, *, issuer: str, upstream: str | None) -> Gateway:
+def gateway(settings: Settings, *, issuer: str, upstream: str | None, rate_limits: bool = True) -> Gateway:
     from reconciler.gateway.app import Gateway
     from reconciler.gateway.upstream import HttpUpstream
 
     opened = stores(settings, for_gateway=True)
     try:
-        return Gateway(opened, issuer=issuer, upstream=HttpUpstream(upstream) if upstream else None)
+        return Gateway(opened, issuer=issuer, upstream=HttpUpstream(upstream) if upstream else None,
+                       rate_limits=rate_limits)  # fmt: skip
     except ReconcilerError:
         opened.close()
         raise

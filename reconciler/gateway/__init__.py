@@ -1,6 +1,8 @@
-"""The partner gateway (DESIGN §7): OAuth2 client credentials, the handshake, scope enforcement.
+"""The partner gateway (DESIGN §7): OAuth2 client credentials, the handshake, scope enforcement, revocation,
+introspection, metadata and rate limits.
 
-    app.py         the ASGI application
+    app.py         the ASGI application: token, revocation, introspection and metadata endpoints, API routes
+    limits.py      rate limits: token buckets shared through the state store, leased a few at a time
     tokens.py      RFC 9068 access tokens, signed with the installation's ES256 key
     routes.py      which scope a request needs (the catalog's routes)
     forwarding.py  what the gateway asks of the platform API; upstream.py forwards over HTTP (httpx)

@@ -32,6 +32,8 @@ class AccessToken:
     scopes: tuple[str, ...]
     generation: int
     expires_at: int
+    issued_at: int
+    jti: str  # what a revocation names (RFC 7009)
 
 
 class TokenAuthority:
@@ -92,6 +94,8 @@ class TokenAuthority:
             scopes=tuple(str(claims["scope"]).split()),
             generation=int(claims.get("gen", 0)),
             expires_at=int(claims["exp"]),
+            issued_at=int(claims["iat"]),
+            jti=str(claims["jti"]),
         )
 
     def jwks(self) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """Platform events: checking a published event against the catalog, fanning it out to subscriptions,
-and shaping each partner's payload (mapping, and nothing above the partner's clearance: PRIV-01 for push).
+and shaping each partner's payload (mapping, and nothing above the partner's clearance: PRIV-01 for push);
+and the platform's service tokens (bearer tokens for the platform's own services, kept as keyed hashes).
 """
 
 from __future__ import annotations
 
+import secrets as random
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,19 +19,47 @@ from reconciler.stores.records import DeliveryRow, PartnerRecord, StoredEvent
 from reconciler.stores.secrets import SecretStore
 from reconciler.vocabulary import DeliveryStatus, WebhookState
 
-__all__ = ["PLATFORM_TOKEN_HASH", "PLATFORM_TOKEN_KEY", "EventError", "Shaper", "platform_token_valid", "publish"]
+__all__ = [
+    "PLATFORM_TOKEN", "PLATFORM_TOKEN_HASH", "PLATFORM_TOKEN_KEY", "EventError", "ServiceToken", "Shaper",
+    "platform_token_valid", "publish",
+]  # fmt: skip
 
 # Names in the secret store of the platform-service token's HMAC key and keyed hash.
 PLATFORM_TOKEN_KEY = "platform-events-token-key"  # noqa: S105 - a name, not a secret
 PLATFORM_TOKEN_HASH = "platform-events-token-hash"  # noqa: S105 - a name, not a secret
 
 
+@dataclass(frozen=True)
+class ServiceToken:
+    """A bearer token for one of the platform's own services: shown once when issued, kept only as a keyed
+    hash (under an HMAC key of its own) in the secret store, checked in constant time."""
+
+    prefix: str
+    key_name: str
+    hash_name: str
+
+    def issue(self, secrets: SecretStore) -> str:
+        """A new token, replacing the previous one (which stops working at once)."""
+        token = self.prefix + random.token_urlsafe(32)
+        key = random.token_bytes(32)
+        secrets.replace_sealed(self.key_name, key)
+        secrets.replace_sealed(self.hash_name, keyed_hash(key, token).encode())
+        return token
+
+    def valid(self, secrets: SecretStore, presented: str) -> bool:
+        key, expected = secrets.sealed(self.key_name), secrets.sealed(self.hash_name)
+        if key is None or expected is None or not presented:
+            return False
+        return hashes_match(expected.decode(), keyed_hash(key, presented))
+
+
+# POST /internal/events on the gateway (``partnerctl events token``).
+PLATFORM_TOKEN = ServiceToken("scp_pt_", PLATFORM_TOKEN_KEY, PLATFORM_TOKEN_HASH)
+
+
 def platform_token_valid(secrets: SecretStore, presented: str) -> bool:
     """Constant-time check of a platform-service token against its keyed hash."""
-    key, expected = secrets.sealed(PLATFORM_TOKEN_KEY), secrets.sealed(PLATFORM_TOKEN_HASH)
-    if key is None or expected is None or not presented:
-        return False
-    return hashes_match(expected.decode(), keyed_hash(key, presented))
+    return PLATFORM_TOKEN.valid(secrets, presented)
 
 
 class EventError(ReconcilerError):  # a usage problem of the publisher, exit 1

@@ -4,15 +4,12 @@ within a second."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,11 +21,11 @@ from reconciler.stores.records import DeliveryRow, StoredEvent
 from reconciler.vocabulary import DeliveryStatus
 from tests.support.apps import token_for
 from tests.support.engine import Installation
+from tests.support.processes import PARTNERCTL, GatewayProcess
 from tests.support.repo import PARTNER, TENANT, edit
-from tests.support.servers import HttpRecorder, free_port
+from tests.support.servers import HttpRecorder
 
 ACME = f"{TENANT}/acme-bank"
-PARTNERCTL = str(Path(sys.executable).parent / "partnerctl")
 
 APPENDER = textwrap.dedent("""
     import sys
@@ -87,32 +84,6 @@ def test_two_dispatchers_send_each_message_exactly_once(
     statuses = Counter(row.status for row in journal.deliveries())
     assert statuses == {DeliveryStatus.DELIVERED: 10_000}
     records.close()
-
-
-class GatewayProcess:
-    """``partnerctl gateway serve`` on a free port, over the installation's --home and --state."""
-
-    def __init__(self, installation: Installation) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [PARTNERCTL, "--home", str(installation.home), *installation.extra, "gateway", "serve",
-                   "--port", str(self.port)]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        env={**os.environ, "PARTNERCTL_NOW": ""})  # fmt: skip
-        eventually(self._up, "the gateway to start")
-
-    def _up(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def eventually(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> float:

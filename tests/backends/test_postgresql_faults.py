@@ -346,7 +346,10 @@ class Load:
 
 
 def onboarded_acme(installation: Installation, hooks: str) -> dict[str, str]:
+    """ACME onboarded with the highest rate limit the schema allows: the load below is the gateway's
+    worst day, not the partner's, and never meets a 429."""
     installation.onboard("acme-bank", hooks=hooks)
+    installation.limit(per_minute=100_000, burst=10_000)
     return {key: str(value) for key, value in installation.deliver(ACME).items()}
 
 

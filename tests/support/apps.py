@@ -28,9 +28,12 @@ def gateway(
     state: str | None = None,
     secrets: str | None = None,
     cache_seconds: float = 0.0,
+    rate_limits: bool = True,
 ) -> Gateway:
     opened = stores(home, state=state, secrets=secrets, cache_seconds=cache_seconds)
-    return Gateway(opened, issuer=ISSUER, upstream=HttpUpstream(upstream) if upstream else None)
+    return Gateway(opened, issuer=ISSUER, upstream=HttpUpstream(upstream) if upstream else None,
+                   rate_limits=rate_limits)  # fmt: skip
+
 
 
 def dispatcher(home: Path, *, loopback: bool = True, **options: int) -> Dispatcher:

@@ -10,7 +10,7 @@ from typing import Any
 from reconciler.backends.sqlite.secrets import LocalSecretStore
 from tests.support.cli import Result, partnerctl
 from tests.support.gitrepo import GitPartnerRepo
-from tests.support.repo import PARTNER
+from tests.support.repo import PARTNER, TENANT
 
 
 @dataclass
@@ -54,6 +54,14 @@ class Installation:
         else:
             self.repo.write_partner(PARTNER)
         self.repo.commit("Onboard partners")
+        self.apply()
+
+    def limit(self, *, per_minute: int, burst: int, tenant: str = TENANT) -> None:
+        """Give the tenant's partners this gateway rate limit: its policy's ``gateway`` section, committed
+        and applied (the engine records it with each partner)."""
+        path = self.repo.root / f"policies/{tenant}.yaml"
+        path.write_text(path.read_text() + f"  gateway: {{requestsPerMinute: {per_minute}, burst: {burst}}}\n")
+        self.repo.commit(f"Gateway limits for {tenant}")
         self.apply()
 
     def blocked(self) -> dict[str, tuple[str, str]]:

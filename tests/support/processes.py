@@ -1,4 +1,5 @@
-"""``partnerctl run`` as real processes, and waiting for what they do (leader-election tests)."""
+"""``partnerctl run`` and ``partnerctl gateway serve`` as real processes, and waiting for what they do
+(leader election, several gateway replicas on one store)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from tests.support.engine import Installation
+from tests.support.servers import free_port
 
 LEASE_SECONDS = 2
+PARTNERCTL = str(Path(sys.executable).parent / "partnerctl")
 
 
 class Runner:
@@ -59,3 +64,30 @@ def eventually(condition: Callable[[], bool], what: str, timeout: float = 30.0) 
             return time.monotonic() - start
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+class GatewayProcess:
+    """``partnerctl gateway serve`` on a free port, over the installation's --home and --state, on the real
+    clock (a replica as deployed); ``options`` are more options of ``serve``."""
+
+    def __init__(self, installation: Installation, *options: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [PARTNERCTL, "--home", str(installation.home), *installation.extra, "gateway", "serve",
+                   "--port", str(self.port), *options]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        env={**os.environ, "PARTNERCTL_NOW": ""})  # fmt: skip
+        eventually(self._up, "the gateway to start")
+
+    def _up(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
