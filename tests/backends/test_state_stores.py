@@ -343,3 +343,38 @@ def test_every_gateway_hears_of_a_revocation_without_asking(postgres_url: str) -
         assert records.version() == partners_before, "a revocation changes no partner record: their caches stay"
     finally:
         records.close()
+
+
+def test_a_listening_gateway_knows_a_bucket_nobody_took_from_is_full(postgres_url: str) -> None:
+    """Every take notifies; a bucket nobody took from for a whole refill is full, answered from memory (so
+    the failed-authentication check costs no round trip on every token request). A listener that connects
+    later learns the last takes from the buckets' rows."""
+    database = PostgresDatabase(postgres_url)
+    other = PostgresJournal(database, partners=PostgresPartners(database))  # a process without a listener
+    limit = {"rate": 1.0, "burst": 10.0}
+    assert other.take("failed-auth|early", count=2, now=time.time(), **limit).taken == 2
+    listeners = [ChangeListener(database)]
+    records = PostgresPartners(database, listener=listeners[0])
+    journal = PostgresJournal(database, partners=records)
+    try:
+        assert listeners[0].wait_listening(10)
+        assert journal.level("failed-auth|early", now=time.time(), **limit) == pytest.approx(8.0, abs=0.5)
+        assert other.take("failed-auth|a", count=1, now=time.time(), **limit).taken == 1
+        deadline = time.monotonic() + 5
+        while listeners[0].quiet_since("failed-auth|a") == 0.0:
+            assert time.monotonic() < deadline, "the take was heard"
+            time.sleep(0.01)
+        assert journal.level("failed-auth|a", now=time.time(), **limit) == pytest.approx(9.0, abs=0.5), "read"
+        assert journal.level("failed-auth|a", now=time.time() + 10, **limit) == 10.0, "a whole refill later: full"
+        with psycopg.connect(postgres_url, autocommit=True) as db:  # not a take: nobody is told, nobody asks
+            db.execute("INSERT INTO rate_limits (key, tokens, updated_at) VALUES ('failed-auth|b', 0, %s)",
+                       (time.time() + 5,))  # fmt: skip
+        assert journal.level("failed-auth|b", now=time.time(), **limit) == 10.0, "never taken: full, not read"
+        assert other.level("failed-auth|b", now=time.time(), **limit) == 0.0, "without a listener: always read"
+        listeners.append(ChangeListener(database))
+        assert listeners[1].wait_listening(10)
+        known, heard = listeners[1].quiet_since("failed-auth|a"), listeners[0].quiet_since("failed-auth|a")
+        assert known is not None and heard is not None and abs(known - heard) < 1, "a later listener knows it too"
+    finally:
+        listeners[-1].stop()
+        records.close()

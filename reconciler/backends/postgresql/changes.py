@@ -6,6 +6,11 @@ hears on each channel; :meth:`ChangeListener.version` is then a local read, so a
 changes on every request without a round trip, and a suspension, narrowing, credential or token
 revocation applies on every replica within milliseconds. While the listener is disconnected it
 answers None, and the store falls back to reading the counter.
+
+Every take from a rate-limit bucket notifies ``partnerctl_buckets`` with the bucket's key; the
+listener notes when each bucket was last taken from (as it connects, from the buckets' rows; then as
+it hears), so :meth:`ChangeListener.quiet_since` tells a gateway that a bucket nobody has taken from
+for longer than it takes to refill is full, without asking.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ __all__ = ["CHANNEL", "REVOCATIONS", "ChangeListener"]
 
 CHANNEL = "partnerctl_changes"
 REVOCATIONS = "partnerctl_revocations"
-CHANNELS = (CHANNEL, REVOCATIONS)
+BUCKETS = "partnerctl_buckets"
+CHANNELS = (CHANNEL, REVOCATIONS, BUCKETS)
+QUIET_KEYS = 100_000  # buckets whose last take is remembered; beyond that, the oldest session start applies
 log = logging.getLogger("partnerctl.postgresql")
 
 
@@ -35,6 +42,8 @@ class ChangeListener:
         self._heard = dict.fromkeys(CHANNELS, 0)
         self._session = 0  # a new connection may have missed notifications: a new version space
         self._listening = False
+        self._listening_since = 0.0  # epoch seconds: nothing before is known
+        self._taken: dict[str, float] = {}  # bucket key -> when a take from it was last heard
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._connection: psycopg.Connection[Any] | None = None
@@ -45,6 +54,14 @@ class ChangeListener:
         """``listen:<session>:<count>`` of ``channel``, or None while not listening (ask the database instead)."""
         with self._lock:
             return f"listen:{self._session}:{self._heard[channel]}" if self._listening else None
+
+    def quiet_since(self, key: str) -> float | None:
+        """Since when (epoch seconds) nobody has taken from bucket ``key`` as far as this listener knows, or
+        None while not listening."""
+        with self._lock:
+            if not self._listening:
+                return None
+            return max(self._listening_since, self._taken.get(key, 0.0))
 
     def wait_listening(self, timeout: float) -> bool:
         """Whether the listener is connected within ``timeout`` seconds (tests, start-up)."""
@@ -68,9 +85,15 @@ class ChangeListener:
             try:
                 for channel in CHANNELS:
                     connection.execute(f"LISTEN {channel}")
+                # Listening first: a take from now on is heard, one before is in its bucket's row.
+                rows = connection.execute("SELECT key, updated_at FROM rate_limits LIMIT %s",
+                                          (QUIET_KEYS + 1,)).fetchall()  # fmt: skip
                 with self._lock:
                     self._session += 1
                     self._listening = True
+                    known = len(rows) <= QUIET_KEYS
+                    self._listening_since = 0.0 if known else time.time()
+                    self._taken = {str(key): float(at) for key, at in rows} if known else {}
                 if said is not None:
                     log.warning("change listener: listening again")
                     said = None
@@ -79,6 +102,8 @@ class ChangeListener:
                         with self._lock:
                             if notice.channel in self._heard:
                                 self._heard[notice.channel] += 1
+                            if notice.channel == BUCKETS:
+                                self._note_take(notice.payload)
             except psycopg.Error as error:
                 if not self._stop.is_set():
                     said = f"lost its connection ({type(error).__name__})"
@@ -89,6 +114,12 @@ class ChangeListener:
                 self._connection = None
                 connection.close()
             self._stop.wait(self.retry_seconds)
+
+    def _note_take(self, key: str) -> None:
+        if len(self._taken) >= QUIET_KEYS:  # forget them all: as after a reconnection, nothing is known
+            self._taken.clear()
+            self._listening_since = time.time()
+        self._taken[key] = time.time()
 
     def stop(self) -> None:
         self._stop.set()

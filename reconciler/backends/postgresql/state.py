@@ -11,7 +11,9 @@
   from :class:`~reconciler.backends.postgresql.changes.ChangeListener` without a round trip;
   :meth:`PostgresJournal.revocations_version` likewise, from the revocations' counter and channel.
 - Gateway replicas share rate-limit buckets: a take is one atomic ``UPDATE … RETURNING`` on the
-  bucket's row (its row lock orders concurrent takes); keys seen once are one ``INSERT … ON CONFLICT``.
+  bucket's row (its row lock orders concurrent takes), which also notifies ``partnerctl_buckets``; a
+  listening process then knows a bucket nobody took from for a whole refill is full, and
+  :meth:`PostgresJournal.level` answers without a round trip. Keys seen once are one ``INSERT … ON CONFLICT``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from reconciler import clock
-from reconciler.backends.postgresql.changes import REVOCATIONS, ChangeListener
+from reconciler.backends.postgresql.changes import BUCKETS, REVOCATIONS, ChangeListener
 from reconciler.backends.postgresql.database import Database
 from reconciler.backends.postgresql.schema import LOCK_SPACE
 from reconciler.errors import Busy, IntegrityError
@@ -56,7 +58,7 @@ FROM (SELECT key, LEAST(%(burst)s, tokens + GREATEST(%(now)s - updated_at, 0) * 
              GREATEST(%(now)s, updated_at) AS at
       FROM rate_limits WHERE key = %(key)s FOR UPDATE) AS now_
 WHERE bucket.key = now_.key
-RETURNING LEAST(%(count)s, floor(now_.tokens))::int, bucket.tokens
+RETURNING LEAST(%(count)s, floor(now_.tokens))::int, bucket.tokens, pg_notify(%(channel)s, bucket.key) IS NULL
 """
 
 
@@ -293,7 +295,7 @@ class PostgresJournal:
     # --- what gateway replicas share ---------------------------------------------------------------
 
     def take(self, key: str, *, count: int, rate: float, burst: float, now: float) -> Bucket:
-        values = {"key": key, "count": max(0, count), "rate": rate, "burst": burst, "now": now}
+        values = {"key": key, "count": max(0, count), "rate": rate, "burst": burst, "now": now, "channel": BUCKETS}
         with self.database.connection() as conn:
             row = conn.execute(_TAKE, values).fetchone()
             if row is None:  # the bucket's first take: a full bucket, unless another process made it first
@@ -304,6 +306,10 @@ class PostgresJournal:
         return Bucket(int(row[0]), float(row[1]))
 
     def level(self, key: str, *, rate: float, burst: float, now: float) -> float:
+        listener = self._partners.listener
+        quiet = listener.quiet_since(key) if listener is not None else None
+        if quiet is not None and rate > 0 and now - quiet >= burst / rate:
+            return float(burst)  # no take heard for a whole refill: full, without asking
         row = self.database.one("SELECT tokens, updated_at FROM rate_limits WHERE key = %s", (key,))
         if row is None:
             return float(burst)
