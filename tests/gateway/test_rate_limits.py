@@ -1,6 +1,6 @@
 """Rate limits at the gateway (DESIGN §7): a partner's token bucket on the token endpoint and the API
 routes, failed client authentications per client id, 429 with Retry-After, and the IETF RateLimit-Policy
-and RateLimit fields on every answer to an identified partner or client id."""
+and RateLimit fields on every answer to an identified partner or client id; 503 when the shared store is down."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.errors import StoreUnavailable
+from reconciler.gateway import Gateway
+from reconciler.stores import Stores
 from tests.conftest import Onboarded
 from tests.support import apps
 from tests.support.repo import TENANT
@@ -124,3 +127,39 @@ def test_without_rate_limits_nothing_is_counted(onboarded: Onboarded) -> None:
         server.stop()
         app.close()
         app.stores.close()
+
+
+class DownJournal:
+    """The installation's journal, except that what gateway replicas share has become unreachable."""
+
+    def __init__(self, journal: Any) -> None:
+        self._journal = journal
+
+    def _down(self, *args: object, **kwargs: object) -> Any:
+        raise StoreUnavailable("PostgreSQL at postgresql://gateway@db/partnerctl is unavailable: test")
+
+    take = level = revoke_token = _down
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._journal, name)
+
+
+def test_a_shared_store_that_is_down_answers_503_with_retry_after(onboarded: Onboarded) -> None:
+    stores = apps.stores(onboarded.installation.home)
+    app = Gateway(Stores(stores.partners, DownJournal(stores.journal), stores.secrets), issuer=apps.ISSUER)  # type: ignore[arg-type]
+    server = UvicornThread(app)
+    try:
+        creds = (onboarded.credentials["client_id"], onboarded.credentials["client_secret"])
+        access = token_response(onboarded).json()["access_token"]  # from the fixture's gateway
+        answers = [
+            httpx.post(f"{server.url}/oauth2/token", data={"grant_type": "client_credentials"}, auth=creds),
+            httpx.post(f"{server.url}/oauth2/revoke", data={"token": access}, auth=creds),
+            httpx.get(f"{server.url}/v1/ping", headers={"Authorization": f"Bearer {access}"}),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"] == "temporarily_unavailable" and answer.headers["retry-after"] == "5"
+    finally:
+        server.stop()
+        app.close()
+        stores.close()
