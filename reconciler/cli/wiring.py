@@ -138,12 +138,14 @@ def dispatcher(settings: Settings, schedule: str | None) -> Dispatcher:
 
 def gateway(settings: Settings, *, issuer: str, upstream: str | None, rate_limits: bool = True) -> Gateway:
     from reconciler.gateway.app import Gateway
+    from reconciler.gateway.keys import KeyCache
     from reconciler.gateway.upstream import HttpUpstream
 
     opened = stores(settings, for_gateway=True)
     try:
         return Gateway(opened, issuer=issuer, upstream=HttpUpstream(upstream) if upstream else None,
-                       rate_limits=rate_limits)  # fmt: skip
+                       rate_limits=rate_limits,
+                       keys=KeyCache(allow_loopback=settings.dev_allow_loopback_webhooks))  # fmt: skip
     except ReconcilerError:
         opened.close()
         raise

@@ -43,11 +43,21 @@ from urllib.parse import parse_qs, unquote_plus
 from reconciler import clock
 from reconciler.credentials import Credential, client_id_for, partner_of_client
 from reconciler.engine.journal import Journal
+from reconciler.engine.status import note_key_seen
 from reconciler.errors import Busy, Stalled, StoreUnavailable
+from reconciler.gateway.assertions import (
+    ASSERTION_TYPE,
+    AssertionRefused,
+    InlineKeys,
+    KeySource,
+    authenticate,
+    unverified_client_id,
+)
 from reconciler.gateway.forwarding import Upstream, UpstreamUnavailable
 from reconciler.gateway.limits import FAILED_AUTH, Limiter, Verdict, partner_policy
 from reconciler.gateway.routes import Route, RouteTable
 from reconciler.gateway.tokens import AccessToken, TokenAuthority, TokenError
+from reconciler.manifests.models import client_authentication_of
 from reconciler.stores import Stores
 from reconciler.stores.records import PartnerRecord
 from reconciler.vocabulary import Event
@@ -166,9 +176,16 @@ class Gateway:
     """``rate_limits=False`` switches every limit off (a baseline for benchmarks, or limits enforced in front)."""
 
     def __init__(
-        self, stores: Stores, *, issuer: str, upstream: Upstream | None = None, rate_limits: bool = True
+        self,
+        stores: Stores,
+        *,
+        issuer: str,
+        upstream: Upstream | None = None,
+        rate_limits: bool = True,
+        keys: KeySource | None = None,
     ) -> None:
         self.stores = stores
+        self.keys: KeySource = keys or InlineKeys()  # private_key_jwt keys; the CLI's KeyCache also fetches jwksUri
         self.directory = Directory(stores)
         self.tokens = TokenAuthority(stores.secrets, issuer=issuer)
         self.journal = Journal(stores, actor="gateway")
@@ -379,6 +396,8 @@ class Gateway:
         spends a token of the client id's failed-authentication bucket, and while that bucket is empty
         every attempt is answered 429 before anything presented is checked. A new method plugs in here,
         after the bucket's check, raising ``self._failed(client_id, refusal)`` when it refuses."""
+        if "client_assertion" in field or "client_assertion_type" in field:
+            return self._assertion_client(field, basic)
         claimed = basic[0] if basic is not None else field.get("client_id")
         self._failures_allow(claimed)
         challenge = {"www-authenticate": f'Basic realm="{REALM}"'} if basic is not None else {}
@@ -393,14 +412,70 @@ class Gateway:
         return found
 
     def _authenticate(self, client_id: str | None, secret: str | None) -> tuple[Credential, PartnerRecord] | None:
-        """The live credential and usable partner these client credentials belong to (in a store thread)."""
+        """The live credential and usable partner these client credentials belong to (in a store thread).
+        A partner that authenticates with private_key_jwt never does with a secret."""
         if not client_id or not secret:
             return None
         credential = self.stores.secrets.verify(client_id, secret)
         record = self.directory.partner(credential.partner)[0] if credential else None
         if credential is None or record is None or not record.usable:
             return None
+        if client_authentication_of(record.spec) != "client_secret":
+            return None
         return credential, record
+
+    def _assertion_client(
+        self, field: dict[str, str], basic: tuple[str, str] | None
+    ) -> tuple[Credential | None, PartnerRecord]:
+        """private_key_jwt (RFC 7523 §2.2): the client proves itself with a JWT signed by its own key.
+
+        The client id is the form's ``client_id`` or, without one, the assertion's ``iss`` (= ``sub``); the
+        assertion is then checked against that partner's applied keys (DESIGN §7). Every refusal is
+        ``invalid_client`` and spends the client id's failed-authentication bucket; the reason is logged,
+        never the assertion."""
+        assertion = field.get("client_assertion", "")
+        try:
+            named = unverified_client_id(assertion) if assertion else None
+        except AssertionRefused:
+            named = None
+        claimed = field.get("client_id") or named
+        self._failures_allow(claimed)
+        refused = Refusal(401, {"error": "invalid_client"}, dict(NO_STORE))
+        if basic is not None or "client_secret" in field:
+            raise self._failed(claimed, Refusal(400, {"error": "invalid_request",
+                                                      "error_description": "use one client authentication method"},
+                                                NO_STORE))  # fmt: skip
+        if field.get("client_assertion_type") != ASSERTION_TYPE or not assertion or not claimed:
+            raise self._failed(claimed, refused)
+        if named is not None and named != claimed:
+            raise self._failed(claimed, refused)
+        record = self.directory.partner(partner_of_client(claimed))[0]
+        if record is None or not record.usable or client_id_for(record.key) != claimed:
+            raise self._failed(claimed, refused)
+        if client_authentication_of(record.spec) != "private_key_jwt":
+            raise self._failed(claimed, refused)  # a secret-based partner never authenticates with a key
+        base = self.tokens.issuer.rstrip("/")
+        now = clock.now()
+        try:
+            verified = authenticate(
+                assertion, client_id=claimed, auth=record.spec.get("auth", {}), keys=self.keys,
+                audiences={f"{base}/oauth2/token", self.tokens.issuer}, now=now,
+                seen_before=lambda key, expires_at: not self.stores.journal.remember_once(key, expires_at),
+            )  # fmt: skip
+        except AssertionRefused as refusal:
+            log.info("client assertion of %s refused: %s", claimed, refusal.reason)
+            raise self._failed(claimed, refused) from refusal
+        if verified.key_id is not None and verified.key_id not in record.keys_first_seen:
+            self._note_key(record.key, verified.key_id)
+        return None, record
+
+    def _note_key(self, partner: str, kid: str) -> None:
+        """When a jwksUri key was first seen, for status and the report (DESIGN §6)."""
+        now = clock.now()
+        with self.journal.exclusive():
+            record = self.stores.partners.partner(partner)
+            if record is not None and note_key_seen(record, kid, now):
+                self.journal.record([record], [], now=now)
 
     def _failure_key(self, client_id: str | None) -> str | None:
         """The failed-authentication bucket of a client id that names a partner; None for any other (there is
@@ -472,6 +547,10 @@ class Gateway:
         tokens stop with it). A method without a credential (private_key_jwt) decides here what is live."""
         if self.directory.revoked(token.jti) or not record.usable:
             return False
+        if client_authentication_of(record.spec) == "private_key_jwt":
+            # No secret, no generation: its tokens (generation 0) stand while the method does; a switch to
+            # a secret ends them, as a switch away from one ends the secret's tokens.
+            return token.generation == 0 and token.client_id == client_id_for(record.key)
         return any(c.generation == token.generation and c.client_id == token.client_id for c in credentials)
 
     def _decide(self, method: str, path: str, authorization: str | None) -> tuple[Caller, Route, dict[str, str]]:

@@ -21,24 +21,16 @@ from reconciler.engine.status import note_key_seen, status_json
 from reconciler.manifests.models import IntegrationPartner
 from reconciler.stores.records import PartnerRecord
 from reconciler.vocabulary import Phase
-from tests.support.assertions import PartnerKey, make_key
+from tests.support.assertions import SECRET_AUTH, make_key, with_keys
 from tests.support.desired import START, Version, desired_of
 from tests.support.engine import Installation
 from tests.support.repo import PARTNER, POLICY, TENANT, edit
 
 ACME = f"{TENANT}/acme-bank"
 CLIENT = f"{TENANT}.acme-bank"
-SECRET_AUTH = "  auth:\n    method: oauth2-client-credentials\n"
 KEY_2026 = make_key("ES256", kid="acme-2026")
 KEY_2027 = make_key("EdDSA", kid="acme-2027")
 LATER = "2027-01-15T09:30:00Z"
-
-
-def with_keys(*keys: PartnerKey) -> str:
-    """ACME's manifest with private_key_jwt and ``keys`` inline (JSON is YAML)."""
-    listed = "".join(f"        - {json.dumps(key.jwk)}\n" for key in keys)
-    auth = f"{SECRET_AUTH}    clientAuthentication: private_key_jwt\n    jwks:\n      keys:\n{listed}"
-    return edit(PARTNER, SECRET_AUTH, auth)
 
 
 WITH_URI = edit(PARTNER, SECRET_AUTH, SECRET_AUTH + "    clientAuthentication: private_key_jwt\n"

@@ -8,6 +8,7 @@ import httpx
 
 from reconciler.backends import open_stores
 from reconciler.gateway.app import Gateway
+from reconciler.gateway.keys import KeyCache
 from reconciler.gateway.upstream import HttpUpstream
 from reconciler.stores import Stores
 from reconciler.webhooks.dispatcher import Dispatcher
@@ -29,10 +30,13 @@ def gateway(
     secrets: str | None = None,
     cache_seconds: float = 0.0,
     rate_limits: bool = True,
+    loopback_keys: bool = False,
 ) -> Gateway:
+    """The gateway as `partnerctl gateway serve` builds it (``loopback_keys``: jwksUri on loopback http allowed,
+    as --dev-allow-loopback-webhooks does)."""
     opened = stores(home, state=state, secrets=secrets, cache_seconds=cache_seconds)
     return Gateway(opened, issuer=ISSUER, upstream=HttpUpstream(upstream) if upstream else None,
-                   rate_limits=rate_limits)  # fmt: skip
+                   rate_limits=rate_limits, keys=KeyCache(allow_loopback=loopback_keys))  # fmt: skip
 
 
 

@@ -5,6 +5,7 @@ signs client assertions with joserfc or PyJWT, and whose public half (a JWK) goe
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -96,3 +97,22 @@ class ReplayMemory:
 def jwks_of(*keys: PartnerKey) -> dict[str, Any]:
     """The public JWK Set of ``keys``, as a manifest's ``jwks`` or a ``jwksUri`` holds it."""
     return {"keys": [key.jwk for key in keys]}
+
+
+SECRET_AUTH = "  auth:\n    method: oauth2-client-credentials\n"
+
+
+def with_keys(*keys: PartnerKey, manifest: str | None = None) -> str:
+    """ACME's manifest (or ``manifest``) with private_key_jwt and ``keys`` inline (JSON is YAML)."""
+    from tests.support.repo import PARTNER, edit
+
+    listed = "".join(f"        - {json.dumps(key.jwk)}\n" for key in keys)
+    auth = f"{SECRET_AUTH}    clientAuthentication: private_key_jwt\n    jwks:\n      keys:\n{listed}"
+    return edit(manifest or PARTNER, SECRET_AUTH, auth)
+
+
+def with_jwks_uri(url: str, manifest: str | None = None) -> str:
+    from tests.support.repo import PARTNER, edit
+
+    auth = f"{SECRET_AUTH}    clientAuthentication: private_key_jwt\n    jwksUri: {url}\n"
+    return edit(manifest or PARTNER, SECRET_AUTH, auth)
