@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from benchmarks import (
+    assertion_bench,
     cluster_bench,
     engine_bench,
     fanout_bench,
@@ -18,6 +19,7 @@ if __name__ == "__main__":
     validate_bench.main()
     engine_bench.main()
     gateway_bench.main()
+    assertion_bench.main()
     fanout_bench.main()
     vault_bench.main()
     postgres_bench.main()
