@@ -18,11 +18,14 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 from ruamel.yaml import YAML
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -32,6 +35,7 @@ from reconciler.errors import ReconcilerError, UsageError
 TENANT = "ministry-social-affairs"
 PARTNER = "northbridge-bank"
 KEY = f"{TENANT}/{PARTNER}"
+KEYED_PARTNER = "national-health-insurance-fund"
 
 
 class Tour:
@@ -169,6 +173,35 @@ class Tour:
         self.run("dispatch", "--once")
         self.echo(f"      partner receiver has now verified {len(received)} signed request(s)")
 
+        self.step("The National Health Insurance Fund may hold no shared secret: it onboards with private_key_jwt. "
+                  "Its public key is in the reviewed manifest; its private key never leaves it.")  # fmt: skip
+        keyed = ec.generate_private_key(ec.SECP256R1())
+        self.git("checkout", "-q", "-b", "onboard-nhif")
+        self.write_keyed_partner(keyed)
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", "Onboard the National Health Insurance Fund with private_key_jwt")
+        self.git("checkout", "-q", "main")
+        self.run("approve", "onboard-nhif", "--policy-document", "DPA-2026-044", "--yes",
+                 "--signing-key", str(admin[0]), "--approver", "amina.okafor@msa.example")  # fmt: skip
+        self.run("apply")
+        client_id = f"{TENANT}.{KEYED_PARTNER}"
+        now = int(time.time())
+        assertion = jwt.encode({"iss": client_id, "sub": client_id, "aud": f"{gateway}/oauth2/token", "iat": now,
+                                "exp": now + 120, "jti": uuid.uuid4().hex},
+                               keyed, algorithm="ES256", headers={"kid": "nhif-2026"})  # fmt: skip
+        with httpx.Client(base_url=gateway, timeout=10) as client:
+            form = {"grant_type": "client_credentials", "client_assertion": assertion,
+                    "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}  # fmt: skip
+            token = client.post("/oauth2/token", data=form).json()
+            self.echo(f"      POST /oauth2/token with a client assertion signed by its key -> {token['token_type']} "
+                      f"token, scopes: {token['scope']}")  # fmt: skip
+            replayed = client.post("/oauth2/token", data=form)
+            self.echo(f"      the same assertion again -> {replayed.status_code} {replayed.json()['error']} (a replay)")
+            ping = client.get("/v1/ping", headers={"Authorization": f"Bearer {token['access_token']}"})
+            self.echo(f"      GET /v1/ping -> {ping.status_code} {ping.json()}")
+        self.run("apply", show=False)
+        self.run("status", f"{TENANT}/{KEYED_PARTNER}")
+
         self.step("An unapproved change pushed straight to main is blocked; the approved version stays live.")
         path = self.repo / "partners" / TENANT / f"{PARTNER}.yaml"
         yaml = YAML()
@@ -181,8 +214,9 @@ class Tour:
 
         self.step("The audit log is a hash chain: every credential and partner event, tamper-evident.")
         self.run("audit", "verify")
-        self.echo(f"\nDone in {time.monotonic() - started:.0f} s: Northbridge Bank is ACTIVE/HEALTHY, its scopes "
-                  "are enforced, and every step is audited.")  # fmt: skip
+        self.echo(f"\nDone in {time.monotonic() - started:.0f} s: Northbridge Bank (client secret) and the National "
+                  "Health Insurance Fund (private_key_jwt) are onboarded, their scopes are enforced, and every step "
+                  "is audited.")  # fmt: skip
 
     # --- helpers ------------------------------------------------------------------------------------
 
@@ -213,6 +247,19 @@ class Tour:
         buffer = io.StringIO()
         yaml.dump(partner, buffer)
         target.write_text(buffer.getvalue())
+
+    def write_keyed_partner(self, key: ec.EllipticCurvePrivateKey) -> None:
+        """The example's health insurance fund, with private_key_jwt and the public half of ``key`` inline."""
+        yaml = YAML()
+        partner = yaml.load((self.examples / "partners" / TENANT / f"{KEYED_PARTNER}.yaml").read_text())
+        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+        partner["spec"]["auth"] = {"method": "oauth2-client-credentials", "clientAuthentication": "private_key_jwt",
+                                   "jwks": {"keys": [{**public, "kid": "nhif-2026"}]}}  # fmt: skip
+        partner["spec"].pop("webhooks", None)  # the tour's receiver verifies Northbridge's signatures only
+        partner["spec"].pop("mappings", None)
+        buffer = io.StringIO()
+        yaml.dump(partner, buffer)
+        (self.repo / "partners" / TENANT / f"{KEYED_PARTNER}.yaml").write_text(buffer.getvalue())
 
     def signed_commit(self, key: Path, title: str, approver: str, document: str) -> None:
         message = f"{title}\n\nApproved-by: {approver}\nPolicy-Document: {document}\n"
@@ -291,7 +338,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-NEEDED = ("policies/scopes.yaml", f"policies/{TENANT}.yaml", f"partners/{TENANT}/{PARTNER}.yaml")
+NEEDED = ("policies/scopes.yaml", f"policies/{TENANT}.yaml", f"partners/{TENANT}/{PARTNER}.yaml",
+          f"partners/{TENANT}/{KEYED_PARTNER}.yaml")
 
 
 class DemoFailed(ReconcilerError):
