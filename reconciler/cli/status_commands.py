@@ -14,6 +14,7 @@ from reconciler.cli import output
 from reconciler.cli.options import common_options, settings_from
 from reconciler.cli.wiring import check_partner_key, reconciler
 from reconciler.credentials import client_id_for
+from reconciler.errors import UsageError
 from reconciler.stores import audit as chain
 from reconciler.stores.records import GENESIS_HASH, AuditHead
 
@@ -197,7 +198,10 @@ def export(ctx: click.Context, /, out: Path | None, **given: Any) -> None:
     """Write the audit chain as JSON Lines, entry by entry as hashed; `audit verify --file` checks it."""
     settings = settings_from(ctx, given)
     with reconciler(settings) as engine:
-        target = out.open("w", encoding="utf-8") if out is not None else sys.stdout
+        try:
+            target = out.open("w", encoding="utf-8") if out is not None else sys.stdout
+        except OSError as error:
+            raise UsageError(f"--out {out}: cannot write there ({error.strerror})") from error
         try:
             for entry in engine.audit_entries():
                 target.write(json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
