@@ -310,7 +310,7 @@ def terminate_all(db: Db) -> int:
 def listening(db: Db) -> int:
     """The gateway's LISTEN connections to the database."""
     return int(db.query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND query LIKE 'LISTEN %%'")[0][0])  # fmt: skip
+                        "AND application_name = 'partnerctl listener'")[0][0])  # fmt: skip
 
 
 class Load:

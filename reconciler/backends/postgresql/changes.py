@@ -74,7 +74,7 @@ class ChangeListener:
         said: str | None = None  # what the log last said about a failure: said once, not every retry
         while not self._stop.is_set():
             try:
-                connection = self.database.connect()
+                connection = self.database.connect(role="listener")
             except ReconcilerError as error:
                 if str(error) != said:
                     log.warning("change listener: %s; retrying every %g s", error, self.retry_seconds)

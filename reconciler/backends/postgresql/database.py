@@ -100,10 +100,14 @@ class Database:
         self._probe_lock = threading.Lock()
         self._probe_failed: tuple[float, str] | None = None  # when our own last attempt failed, and why
 
-    def connect(self) -> psycopg.Connection[Any]:
-        """A connection of its own, outside the pool (a listener, a leader's lock, a migration)."""
+    def connect(self, *, role: str | None = None) -> psycopg.Connection[Any]:
+        """A connection of its own, outside the pool (a listener, a leader's lock, a migration); ``role``
+        names it in ``pg_stat_activity.application_name`` (``partnerctl listener``)."""
+        options = dict(self.connect_options)
+        if role is not None and "application_name" not in self.conninfo:
+            options["application_name"] = f"partnerctl {role}"
         with self.errors():
-            return psycopg.connect(self.conninfo, **self.connect_options)
+            return psycopg.connect(self.conninfo, **options)
 
     def open(self) -> None:
         if not self._opened:

@@ -87,7 +87,7 @@ class AdvisoryLockElector:
     def _try(self) -> bool:
         """Hold the lock (acquire it, or prove the session holding it is alive)."""
         if self._connection is None:
-            self._connection = self.database.connect()
+            self._connection = self.database.connect(role="leader")
         if self._leading_until > 0.0:
             self._connection.execute("SELECT 1")
             return True
