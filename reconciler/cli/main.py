@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "The partner gateway: OAuth2 tokens, the handshake, scope enforcement."),
     "events": ("reconciler.cli.events_commands", "events", "Hand platform events to the webhook dispatcher."),
     "dispatch": ("reconciler.cli.events_commands", "dispatch", "Run the webhook delivery worker."),
+    "webhooks": ("reconciler.cli.webhooks_commands", "webhooks", "Webhook operations: the delivery log."),
     "secrets": ("reconciler.cli.secrets_commands", "secrets_group", "Administration of the secret store."),
     "db": ("reconciler.cli.database_commands", "db", "The PostgreSQL schema."),
     "state": ("reconciler.cli.database_commands", "state_group", "Moving an installation's live state."),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent
+from reconciler.stores.records import AuditEvent, AuditHead, DeliveryAttempt, DeliveryRow, PartnerRecord, StoredEvent
 
 __all__ = [
     "AuditStore", "Bucket", "JournalStore", "LimitStore", "MemoStore", "OutboxStore", "RevocationStore",
@@ -85,6 +85,18 @@ class OutboxStore(Protocol):
 
     def release_held(self, partner: str, webhook: str, *, now: float) -> int:
         """Held deliveries go out again (a ping succeeded); returns how many."""
+
+    def log_attempts(self, attempts: list[DeliveryAttempt]) -> None:
+        """Add attempts to the delivery log."""
+
+    def attempts(
+        self, partner: str, *, webhook: str | None = None, status: str | None = None, since: str | None = None,
+        limit: int = 1000,
+    ) -> list[DeliveryAttempt]:
+        """The partner's logged attempts, newest first (``since``: an ISO 8601 time, inclusive)."""
+
+    def prune_attempts(self, before: str) -> int:
+        """Drop attempts logged before ``before`` (ISO 8601); how many."""
 
 
 @dataclass(frozen=True)

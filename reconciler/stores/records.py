@@ -16,6 +16,7 @@ __all__ = [
     "GENESIS_HASH",
     "AuditEvent",
     "AuditHead",
+    "DeliveryAttempt",
     "DeliveryRow",
     "OutboxEvent",
     "PartnerRecord",
@@ -184,3 +185,22 @@ class DeliveryRow:
     next_attempt_at: float
     last_status: int | None = None
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One attempt in the delivery log (DESIGN §8): ids, type and outcome, never a payload field.
+
+    ``status``: ``delivered`` (2xx), ``failed`` (any other answer, a timeout, a refused destination) or
+    ``held`` (410 Gone: the webhook was deactivated). ``time`` is ISO 8601 in UTC."""
+
+    message_id: str
+    partner: str
+    webhook: str
+    event_type: str
+    attempt: int
+    time: str
+    status: str
+    http_status: int | None = None
+    error: str | None = None
+    latency_ms: int | None = None

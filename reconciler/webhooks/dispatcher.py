@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -31,7 +31,7 @@ from reconciler.engine.journal import Journal
 from reconciler.engine.status import deactivate, webhook_result
 from reconciler.errors import ReconcilerError, Transient
 from reconciler.stores import Stores
-from reconciler.stores.records import DeliveryRow, PartnerRecord, StoredEvent
+from reconciler.stores.records import DeliveryAttempt, DeliveryRow, PartnerRecord, StoredEvent
 from reconciler.vocabulary import DeliveryStatus, WebhookState
 from reconciler.webhooks.events import Shaper
 from reconciler.webhooks.messages import Delivery
@@ -90,6 +90,8 @@ class Dispatcher:
         # Outcomes of a pass whose recording failed (the store went away): recorded before anything new is
         # claimed, so what was sent is not sent again when its claim runs out.
         self._unrecorded: list[tuple[DeliveryRow, Delivery | DeliveryStatus]] = []
+        self._unlogged: list[DeliveryAttempt] = []
+        self._pruned_at = 0.0
 
     def longest_pass(self) -> float:
         """The longest one pass can take: every delivery to one endpoint, each timing out. A store shared by
@@ -99,8 +101,8 @@ class Dispatcher:
     async def run_once(self) -> int:
         """One pass over the deliveries due now; how many were attempted."""
         if self._unrecorded:
-            await asyncio.to_thread(self._record, self._unrecorded)
-            self._unrecorded = []
+            await asyncio.to_thread(self._record, self._unrecorded, self._unlogged)
+            self._unrecorded, self._unlogged = [], []
         due = self.outbox.due(clock.now().timestamp(), self.batch, lease=self.longest_pass())
         if not due:
             return 0
@@ -134,10 +136,13 @@ class Dispatcher:
                                                       message_id=row.message_id)  # fmt: skip
 
             outcomes = await asyncio.gather(*(attempt(row) for row in due))
+        attempted = clock.now().isoformat()
+        log = [_logged(row, outcome, events.get(row.event_id), attempted) for row, outcome in outcomes
+               if isinstance(outcome, Delivery)]  # fmt: skip
         try:
-            await asyncio.to_thread(self._record, outcomes)
+            await asyncio.to_thread(self._record, outcomes, log)
         except Transient:
-            self._unrecorded = outcomes
+            self._unrecorded, self._unlogged = outcomes, log
             raise
         return len(due)
 
@@ -179,7 +184,9 @@ class Dispatcher:
 
     # --- results ----------------------------------------------------------------------------------
 
-    def _record(self, outcomes: list[tuple[DeliveryRow, Delivery | DeliveryStatus]]) -> None:
+    def _record(
+        self, outcomes: list[tuple[DeliveryRow, Delivery | DeliveryStatus]], log: list[DeliveryAttempt]
+    ) -> None:
         now = clock.now()
         with self.journal.exclusive():
             records: dict[str, PartnerRecord] = {}
@@ -210,6 +217,10 @@ class Dispatcher:
                     record.last_successful_sync = before[2]  # recent enough: spare the write
                 audit += [self.journal.event(event, row.partner, details) for event, details in changes]
             self.outbox.record_attempts(rows)
+            self.outbox.log_attempts(log)
+            if time.monotonic() - self._pruned_at > PRUNE_INTERVAL:  # the log keeps 30 days
+                self.outbox.prune_attempts((now - timedelta(days=LOG_DAYS)).isoformat())
+                self._pruned_at = time.monotonic()
             if self.on_results is not None:
                 self.on_results(Counter(str(row.status) for row in rows))
             for partner, webhook in set(held):
@@ -236,6 +247,15 @@ class Dispatcher:
 
 
 SYNC_WRITE_INTERVAL = 60.0
+LOG_DAYS = 30  # the delivery log's window (DESIGN §8)
+PRUNE_INTERVAL = 3600.0
+
+
+def _logged(row: DeliveryRow, outcome: Delivery, event: StoredEvent | None, attempted: str) -> DeliveryAttempt:
+    """The delivery log's entry for one attempt: ids, type, outcome; nothing of the payload."""
+    status = "delivered" if outcome.ok else "held" if outcome.status == 410 else "failed"
+    return DeliveryAttempt(row.message_id, row.partner, row.webhook, event.type if event else "unknown",
+                           row.attempts + 1, attempted, status, outcome.status, outcome.error, outcome.latency_ms)
 
 
 def _sync_stale(last: str | None, now: datetime) -> bool:

@@ -29,3 +29,4 @@ class Delivery:
     status: int | None = None
     error: str | None = None
     retry_after: str | None = None
+    latency_ms: int | None = None  # from sending the request to its answer (or its failure)

@@ -10,8 +10,10 @@ never followed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -170,11 +172,16 @@ class AsyncSession:
         request = prepared() if literal else await asyncio.to_thread(prepared)
         if isinstance(request, Delivery):
             return request
+        started = time.perf_counter()
         try:
             response = await self._client.post(request.url, content=request.body, headers=request.headers,
                                                extensions={"sni_hostname": request.host})  # fmt: skip
         except httpx.TimeoutException:
-            return Delivery(False, error="timed out")
+            return Delivery(False, error="timed out", latency_ms=_since(started))
         except httpx.HTTPError as error:
-            return Delivery(False, error=f"{type(error).__name__}: connection failed")
-        return outcome(response)
+            return Delivery(False, error=f"{type(error).__name__}: connection failed", latency_ms=_since(started))
+        return dataclasses.replace(outcome(response), latency_ms=_since(started))
+
+
+def _since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

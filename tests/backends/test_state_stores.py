@@ -26,7 +26,15 @@ from reconciler.backends.sqlite.database import Database
 from reconciler.backends.sqlite.state import SCHEMA, SqliteJournal, SqlitePartners
 from reconciler.stores.journal import Bucket
 from reconciler.stores.partners import PartnerStore
-from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent, WebhookRecord
+from reconciler.stores.records import (
+    AuditEvent,
+    AuditHead,
+    DeliveryAttempt,
+    DeliveryRow,
+    PartnerRecord,
+    StoredEvent,
+    WebhookRecord,
+)
 from reconciler.vocabulary import DeliveryStatus, Event, Health, Phase
 from tests.conftest import NO_REAL_KUBERNETES
 from tests.support.cluster import Cluster, opened_cluster
@@ -378,3 +386,22 @@ def test_a_listening_gateway_knows_a_bucket_nobody_took_from_is_full(postgres_ur
     finally:
         listeners[-1].stop()
         records.close()
+
+
+def test_the_delivery_log_filters_orders_and_prunes(journal: tuple[Journal, PartnerStore]) -> None:
+    store, _ = journal
+
+    def attempt(n: int, hook: str, status: str, day: int) -> DeliveryAttempt:
+        return DeliveryAttempt(f"msg_{n}", ACME, hook, "payment.status.changed", 1,
+                               f"2026-11-{day:02d}T12:00:00+00:00", status, 200 if status == "delivered" else 503,
+                               None if status == "delivered" else "answered 503", 12)  # fmt: skip
+
+    store.log_attempts([attempt(1, "a", "delivered", 1), attempt(2, "a", "failed", 20), attempt(3, "b", "failed", 21),
+                        DeliveryAttempt("msg_9", BETA, "a", "payment.status.changed", 1,
+                                        "2026-11-21T12:00:00+00:00", "delivered")])  # fmt: skip
+    assert [a.message_id for a in store.attempts(ACME)] == ["msg_3", "msg_2", "msg_1"], "newest first, own only"
+    assert [a.message_id for a in store.attempts(ACME, webhook="a", status="failed")] == ["msg_2"]
+    assert [a.message_id for a in store.attempts(ACME, since="2026-11-20T12:00:00+00:00")] == ["msg_3", "msg_2"]
+    assert store.attempts(ACME)[0] == attempt(3, "b", "failed", 21)
+    assert store.prune_attempts("2026-11-10T00:00:00+00:00") == 1
+    assert [a.message_id for a in store.attempts(ACME)] == ["msg_3", "msg_2"]

@@ -277,3 +277,34 @@ def test_the_dispatch_worker_delivers_reports_and_stops_cleanly_on_sigterm(onboa
         code = worker.wait(timeout=20)
     assert code == 0 and "received SIGTERM" in (worker.stderr.read() if worker.stderr else "")
     assert outbox(onboarded) == [("delivered", 1, 200)]
+
+
+def test_every_attempt_is_in_the_delivery_log_without_the_payload(
+    onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(onboarded)
+    onboarded.receiver.status = 503
+    at(monkeypatch, "2026-11-28T12:00:00Z")
+    dispatch(onboarded)
+    onboarded.receiver.status = 200
+    at(monkeypatch, "2026-11-28T12:00:10Z")
+    dispatch(onboarded)
+    result = onboarded.installation.run("--output", "json", "webhooks", "deliveries", ACME)
+    assert result.exit_code == 0, result
+    log = result.json()["deliveries"]
+    (message,) = {entry["eventId"] for entry in log}
+    assert message == deliveries(onboarded)[-1].headers["webhook-id"], "the event id is the webhook-id"
+    assert [(e["attempt"], e["status"], e["httpStatus"], e["error"]) for e in log] == [
+        (2, "delivered", 200, None), (1, "failed", 503, "answered 503")]  # fmt: skip
+    assert all(set(entry) == {"webhook", "eventId", "type", "time", "attempt", "status", "httpStatus", "error",
+                              "latencyMs"} for entry in log)  # fmt: skip
+    assert all(entry["type"] == "payment.status.changed" and entry["latencyMs"] >= 0 for entry in log)
+    for value in EVENT.values():
+        assert str(value) not in result.stdout, "nothing of the payload"
+    failed = onboarded.installation.run("--output", "json", "webhooks", "deliveries", ACME, "--status", "failed",
+                                        "--since", "2026-11-28T11:00:00Z")  # fmt: skip
+    assert [e["attempt"] for e in failed.json()["deliveries"]] == [1]
+    text = onboarded.installation.run("webhooks", "deliveries", ACME, "--webhook", "payment-events")
+    assert text.exit_code == 0 and "delivered" in text.stdout and message in text.stdout
+    unknown = onboarded.installation.run("webhooks", "deliveries", ACME, "--webhook", "nope")
+    assert unknown.exit_code != 0 and "Traceback" not in unknown.stderr

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -36,7 +36,7 @@ from reconciler.backends.postgresql.schema import LOCK_SPACE
 from reconciler.errors import Busy, IntegrityError
 from reconciler.stores.audit import chain
 from reconciler.stores.journal import Bucket
-from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent
+from reconciler.stores.records import AuditEvent, AuditHead, DeliveryAttempt, DeliveryRow, PartnerRecord, StoredEvent
 from reconciler.vocabulary import DeliveryStatus
 
 __all__ = ["CLAIM_SECONDS", "PostgresJournal", "PostgresPartners"]
@@ -356,6 +356,40 @@ class PostgresJournal:
             conn.execute("DELETE FROM remembered_keys WHERE expires_at <= %s", (now,))
             conn.execute("DELETE FROM revoked_tokens WHERE expires_at <= to_timestamp(%s)", (now,))
 
+    # --- the delivery log -------------------------------------------------------------------------
+
+    def log_attempts(self, attempts: list[DeliveryAttempt]) -> None:
+        if attempts:
+            with self._writing() as conn, conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO delivery_attempts (message_id, partner, webhook, event_type, attempt, attempted_at, "
+                    "status, http_status, error, latency_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(a.message_id, a.partner, a.webhook, a.event_type, a.attempt, datetime.fromisoformat(a.time),
+                      a.status, a.http_status, a.error, a.latency_ms) for a in attempts],
+                )  # fmt: skip
+
+    def attempts(
+        self, partner: str, *, webhook: str | None = None, status: str | None = None, since: str | None = None,
+        limit: int = 1000,
+    ) -> list[DeliveryAttempt]:
+        query = ("SELECT message_id, partner, webhook, event_type, attempt, attempted_at, status, http_status, error, "
+                 "latency_ms FROM delivery_attempts WHERE partner = %s")  # fmt: skip
+        parameters: list[Any] = [partner]
+        for column, value in (("webhook", webhook), ("status", status)):
+            if value is not None:
+                query += f" AND {column} = %s"
+                parameters.append(value)
+        if since is not None:
+            query += " AND attempted_at >= %s"
+            parameters.append(datetime.fromisoformat(since))
+        rows = self.database.rows(query + " ORDER BY attempted_at DESC, id DESC LIMIT %s", [*parameters, limit])
+        return [_attempt(row) for row in rows]
+
+    def prune_attempts(self, before: str) -> int:
+        with self._writing() as conn:
+            return conn.execute("DELETE FROM delivery_attempts WHERE attempted_at < %s",
+                                (datetime.fromisoformat(before),)).rowcount  # fmt: skip
+
     def close(self) -> None:
         self.database.close()
 
@@ -378,3 +412,9 @@ def _delivery(row: Any) -> DeliveryRow:
     id_, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error = row
     return DeliveryRow(id_, event_id, partner, webhook, message_id, DeliveryStatus(status), attempts, next_attempt_at,
                        last_status, last_error)  # fmt: skip
+
+
+def _attempt(row: Any) -> DeliveryAttempt:
+    message_id, partner, webhook, event_type, attempt, at, status, http_status, error, latency_ms = row
+    return DeliveryAttempt(message_id, partner, webhook, event_type, attempt, at.astimezone(UTC).isoformat(), status,
+                           http_status, error, latency_ms)  # fmt: skip

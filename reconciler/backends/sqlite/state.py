@@ -25,7 +25,7 @@ from reconciler.errors import IntegrityError
 from reconciler.stores.audit import chain
 from reconciler.stores.journal import Bucket
 from reconciler.stores.partners import PartnerStore
-from reconciler.stores.records import AuditEvent, AuditHead, DeliveryRow, PartnerRecord, StoredEvent
+from reconciler.stores.records import AuditEvent, AuditHead, DeliveryAttempt, DeliveryRow, PartnerRecord, StoredEvent
 from reconciler.vocabulary import DeliveryStatus
 
 __all__ = ["SCHEMA", "SqliteJournal", "SqlitePartners"]
@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON deliveries (partner, webhook, status);
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, partner TEXT NOT NULL, webhook TEXT NOT NULL,
+    event_type TEXT NOT NULL, attempt INTEGER NOT NULL, attempted_at TEXT NOT NULL, status TEXT NOT NULL,
+    http_status INTEGER, error TEXT, latency_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_by_partner ON delivery_attempts (partner, attempted_at);
+CREATE INDEX IF NOT EXISTS delivery_attempts_by_time ON delivery_attempts (attempted_at);
 CREATE TABLE IF NOT EXISTS rate_limits (key TEXT PRIMARY KEY, tokens REAL NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS remembered_keys (key TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS revoked_tokens (jti TEXT PRIMARY KEY, expires_at REAL NOT NULL);
@@ -59,6 +66,8 @@ BEGIN UPDATE revocation_changes SET version = version + 1 WHERE id = 1; END;
 )
 # Expired keys seen once and revoked tokens past their expiry are deleted at most this often per process.
 PRUNE_SECONDS = 60.0
+_ATTEMPT = ("message_id, partner, webhook, event_type, attempt, attempted_at, status, http_status, error, "
+            "latency_ms")
 _DELIVERY = "id, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error"
 
 
@@ -303,6 +312,35 @@ class SqliteJournal:
             self.database.execute("DELETE FROM remembered_keys WHERE expires_at <= ?", (now,))
             self.database.execute("DELETE FROM revoked_tokens WHERE expires_at <= ?", (now,))
 
+    # --- the delivery log -------------------------------------------------------------------------
+
+    def log_attempts(self, attempts: list[DeliveryAttempt]) -> None:
+        if attempts:
+            with self.database.transaction():
+                self.database.executemany(
+                    f"INSERT INTO delivery_attempts ({_ATTEMPT}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_attempt_row(attempt) for attempt in attempts],
+                )
+
+    def attempts(
+        self, partner: str, *, webhook: str | None = None, status: str | None = None, since: str | None = None,
+        limit: int = 1000,
+    ) -> list[DeliveryAttempt]:
+        query, parameters = f"SELECT {_ATTEMPT} FROM delivery_attempts WHERE partner = ?", [partner]
+        for column, value in (("webhook", webhook), ("status", status)):
+            if value is not None:
+                query += f" AND {column} = ?"
+                parameters.append(value)
+        if since is not None:
+            query += " AND attempted_at >= ?"
+            parameters.append(since)
+        rows = self.database.rows(query + " ORDER BY attempted_at DESC, id DESC LIMIT ?", [*parameters, limit])
+        return [DeliveryAttempt(*row) for row in rows]
+
+    def prune_attempts(self, before: str) -> int:
+        with self.database.transaction():
+            return self.database.execute("DELETE FROM delivery_attempts WHERE attempted_at < ?", (before,)).rowcount
+
     def close(self) -> None:
         self.database.close()
 
@@ -331,3 +369,8 @@ def _delivery(row: Any) -> DeliveryRow:
     id_, event_id, partner, webhook, message_id, status, attempts, next_attempt_at, last_status, last_error = row
     return DeliveryRow(id_, event_id, partner, webhook, message_id, DeliveryStatus(status), attempts, next_attempt_at,
                        last_status, last_error)  # fmt: skip
+
+
+def _attempt_row(attempt: DeliveryAttempt) -> tuple[Any, ...]:
+    return (attempt.message_id, attempt.partner, attempt.webhook, attempt.event_type, attempt.attempt, attempt.time,
+            attempt.status, attempt.http_status, attempt.error, attempt.latency_ms)  # fmt: skip
