@@ -92,12 +92,13 @@ def _postgresql(state: str, *, home: Path, secrets: str | None, secret_cache_sec
         listener = ChangeListener(database) if follow_changes else None
         records = PostgresPartners(database, listener=listener)
         partners: PartnerStore = records
-        journal = PostgresJournal(database, partners=records)
+        after_commit = None
         if options.get("mirror"):
             from reconciler.backends.postgresql.mirror import mirrored
 
             mirror = mirrored(records, options["mirror"])
-            partners, journal = mirror, PostgresJournal(database, partners=records, after_commit=mirror.copy)
+            partners, after_commit = mirror, mirror.copy
+        journal = PostgresJournal(database, partners=records, after_commit=after_commit)
         secret_store = open_secrets(secrets, home=home, cache_seconds=secret_cache_seconds)
     except ReconcilerError:
         database.close()

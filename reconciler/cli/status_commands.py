@@ -204,7 +204,7 @@ def export(ctx: click.Context, /, out: Path | None, **given: Any) -> None:
             raise UsageError(f"--out {out}: cannot write there ({error.strerror})") from error
         try:
             for entry in engine.audit_entries():
-                target.write(json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
+                target.write(chain.canonical(entry) + "\n")
         finally:
             if out is not None:
                 target.close()

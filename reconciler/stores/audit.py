@@ -18,7 +18,7 @@ from typing import Any
 from reconciler.stores.records import GENESIS_HASH, AuditEvent, AuditHead
 from reconciler.vocabulary import Event
 
-__all__ = ["Verdict", "chain", "entry_hash", "verify"]
+__all__ = ["Verdict", "canonical", "chain", "entry_hash", "verify"]
 
 
 @dataclass(frozen=True)
@@ -29,11 +29,15 @@ class Verdict:
     problem: str | None = None
 
 
+def canonical(entry: dict[str, Any]) -> str:
+    """An entry as one line of canonical JSON: how it is hashed, stored in a table and exported."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def entry_hash(entry: dict[str, Any]) -> str:
     """SHA-256 over the canonical JSON of the entry without its own ``hash`` (``prev_hash`` included)."""
     body = {key: value for key, value in entry.items() if key != "hash"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical(body).encode()).hexdigest()
 
 
 def chain(head: AuditHead, events: Iterable[AuditEvent], *, now: datetime) -> tuple[list[dict[str, Any]], AuditHead]:

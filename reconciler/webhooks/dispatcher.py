@@ -41,6 +41,7 @@ __all__ = ["DEFAULT_SCHEDULE", "Dispatcher", "Session", "Transport", "parse_sche
 # Seconds before attempt 1, 2, …: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 MAX_RETRY_AFTER = 24 * 3600
+Outcome = tuple[DeliveryRow, Delivery | DeliveryStatus]  # a delivery and what became of it in a pass
 
 
 def parse_schedule(text: str) -> tuple[int, ...]:
@@ -89,8 +90,7 @@ class Dispatcher:
         self.on_results = on_results  # e.g. metrics: how many deliveries ended in each status
         # Outcomes of a pass whose recording failed (the store went away): recorded before anything new is
         # claimed, so what was sent is not sent again when its claim runs out.
-        self._unrecorded: list[tuple[DeliveryRow, Delivery | DeliveryStatus]] = []
-        self._unlogged: list[DeliveryAttempt] = []
+        self._unrecorded: tuple[list[Outcome], list[DeliveryAttempt]] | None = None
         self._pruned_at = 0.0
 
     def longest_pass(self) -> float:
@@ -100,9 +100,9 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """One pass over the deliveries due now; how many were attempted."""
-        if self._unrecorded:
-            await asyncio.to_thread(self._record, self._unrecorded, self._unlogged)
-            self._unrecorded, self._unlogged = [], []
+        if self._unrecorded is not None:
+            await asyncio.to_thread(self._record, *self._unrecorded)
+            self._unrecorded = None
         due = self.outbox.due(clock.now().timestamp(), self.batch, lease=self.longest_pass())
         if not due:
             return 0
@@ -142,7 +142,7 @@ class Dispatcher:
         try:
             await asyncio.to_thread(self._record, outcomes, log)
         except Transient:
-            self._unrecorded, self._unlogged = outcomes, log
+            self._unrecorded = (outcomes, log)
             raise
         return len(due)
 
@@ -185,7 +185,7 @@ class Dispatcher:
     # --- results ----------------------------------------------------------------------------------
 
     def _record(
-        self, outcomes: list[tuple[DeliveryRow, Delivery | DeliveryStatus]], log: list[DeliveryAttempt]
+        self, outcomes: list[Outcome], log: list[DeliveryAttempt]
     ) -> None:
         now = clock.now()
         with self.journal.exclusive():

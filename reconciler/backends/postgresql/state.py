@@ -34,7 +34,7 @@ from reconciler.backends.postgresql.changes import BUCKETS, REVOCATIONS, ChangeL
 from reconciler.backends.postgresql.database import Database
 from reconciler.backends.postgresql.schema import LOCK_SPACE
 from reconciler.errors import Busy, IntegrityError
-from reconciler.stores.audit import chain
+from reconciler.stores.audit import canonical, chain
 from reconciler.stores.journal import Bucket
 from reconciler.stores.records import AuditEvent, AuditHead, DeliveryAttempt, DeliveryRow, PartnerRecord, StoredEvent
 from reconciler.vocabulary import DeliveryStatus
@@ -151,7 +151,7 @@ class PostgresJournal:
             with conn.cursor() as cursor:
                 if entries:
                     cursor.executemany("INSERT INTO audit_log (seq, entry) VALUES (%s, %s)",
-                                       [(entry["seq"], _canonical(entry)) for entry in entries])  # fmt: skip
+                                       [(entry["seq"], canonical(entry)) for entry in entries])  # fmt: skip
                 if new_head != head:
                     cursor.execute("UPDATE audit_head SET seq = %s, hash = %s, outbox_cursor = %s WHERE id = 1",
                                    (new_head.seq, new_head.hash, new_head.outbox_cursor))  # fmt: skip
@@ -392,10 +392,6 @@ class PostgresJournal:
 
     def close(self) -> None:
         self.database.close()
-
-
-def _canonical(entry: dict[str, Any]) -> str:
-    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _record(key: str, data: Any) -> PartnerRecord:

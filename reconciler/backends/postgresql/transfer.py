@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from reconciler.backends.postgresql.state import PostgresJournal, PostgresPartners
 from reconciler.backends.sqlite.state import SqliteJournal, SqlitePartners
 from reconciler.errors import IntegrityError, InvalidState
-from reconciler.stores.audit import verify
+from reconciler.stores.audit import canonical, verify
 
 __all__ = ["Transfer", "transfer"]
 
@@ -57,8 +57,7 @@ def transfer(
     with database.transaction() as conn, conn.cursor() as cursor:
         target_records.write(conn, list(partners.values()))
         cursor.executemany("INSERT INTO audit_log (seq, entry) VALUES (%s, %s)",
-                           [(entry["seq"], json.dumps(entry, sort_keys=True, separators=(",", ":"),
-                                                      ensure_ascii=False)) for entry in entries])  # fmt: skip
+                           [(entry["seq"], canonical(entry)) for entry in entries])  # fmt: skip
         cursor.execute("UPDATE audit_head SET seq = %s, hash = %s, outbox_cursor = %s WHERE id = 1",
                        (head.seq, head.hash, head.outbox_cursor))  # fmt: skip
         cursor.executemany("INSERT INTO memo (key, value) VALUES (%s, %s)",
