@@ -9,6 +9,7 @@ from benchmarks import (
     fanout_bench,
     gateway_bench,
     postgres_bench,
+    replay_bench,
     startup_bench,
     validate_bench,
     vault_bench,
@@ -21,6 +22,7 @@ if __name__ == "__main__":
     gateway_bench.main()
     assertion_bench.main()
     fanout_bench.main()
+    replay_bench.main()
     vault_bench.main()
     postgres_bench.main()
     cluster_bench.main()

@@ -85,6 +85,7 @@ class DeliveryStatus(StrEnum):
     """A webhook delivery in the outbox."""
 
     PENDING = "pending"
+    REPLAYING = "replaying"  # sent again on request (a replay): pending in a lane of its own, after live ones
     DELIVERED = "delivered"
     FAILED = "failed"
     HELD = "held"  # the webhook is deactivated: it waits for a successful ping

@@ -52,7 +52,7 @@ class PingTarget:
     partner: str
     webhook: str
     url: str
-    secret: str
+    secrets: tuple[str, ...]  # to sign with: two during a secret rotation's overlap
 
 
 class PingOutcome(Protocol):
@@ -174,10 +174,11 @@ class Executor:
     def _check(self, keys: list[str]) -> list[Result]:
         records = [record for key in keys if (record := self.stores.partners.partner(key)) is not None]
         targets = [
-            PingTarget(record.key, hook.name, hook.url, secret)
+            PingTarget(record.key, hook.name, hook.url, tuple(signing))
             for record in records
             for hook in record.webhooks.values()
-            if (secret := self.secrets.webhook_secret(record.key, hook.name)) is not None  # else drift: re-registered
+            # none held is drift: the plan registers the webhook again
+            if (signing := self.secrets.webhook_signing_secrets(record.key, hook.name, now=self.now))
         ]
         outcomes = list(self.pinger.ping(targets)) if targets and self.pinger is not None else []
         by_hook = {(target.partner, target.webhook): outcome for target, outcome in zip(targets, outcomes, strict=True)}
@@ -202,10 +203,12 @@ class Executor:
         return [self.journal.event(event, record.key, details) for event, details in changes]
 
     def housekeeping(self, desired: DesiredState, plan: Plan, planned_from: dict[str, PartnerRecord]) -> None:
-        """Record what changed without an action: new blocked partners, unchanged specs at new blobs.
+        """Record what changed without an action: new blocked partners, unchanged specs at new blobs; and
+        destroy the webhook signing secrets whose rotation overlap has ended.
 
         ``planned_from``: the records the plan was made from. Only the partners they show to need an
         update are read again (a check may have changed them since), never every record."""
+        self.secrets.expire_webhook_secrets(self.now)
         settings = self.stores.journal
         if desired.catalog is not None and settings.setting("catalog") != desired.catalog:
             settings.put_setting("catalog", desired.catalog)

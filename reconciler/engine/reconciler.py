@@ -13,12 +13,12 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.approval.gate import ApprovalGate
 from reconciler.clock import now as clock_now
-from reconciler.credentials import Credential, active_credential, new_client_secret
+from reconciler.credentials import Credential, active_credential, new_client_secret, new_webhook_secret
 from reconciler.engine import desired as desired_state
 from reconciler.engine.executor import Executor, Pinger, Result, StopSignal
 from reconciler.engine.journal import Journal
@@ -230,6 +230,35 @@ class Reconciler:
             )
             journal.record([], [journal.event(Event.PARTNER_UPDATED, partner, {"reason": "forced rotation"})], now=now)
         return credential
+
+    def rotate_webhook_secret(self, partner: str, webhook: str) -> datetime:
+        """Give ``webhook`` a new signing secret now, delivered once like the first; until the time returned (the
+        tenant's overlap) each message is signed with the old secret too, so the receiver switches when it likes."""
+        journal = self._journal()
+        with journal.exclusive(timeout=LOCK_TIMEOUT):
+            now = clock_now()
+            journal.recover(now=now)
+            record = self.stores.partners.partner(partner)
+            if record is None:
+                raise NotFound(f"{partner} is not a known partner (see partnerctl status)")
+            if not record.usable:
+                raise InvalidState(
+                    f"{partner} has no live integration to rotate ({record.phase}; see partnerctl status)"
+                )
+            if webhook not in record.webhooks:
+                raise NotFound(
+                    f"{partner} has no webhook {webhook!r} (it has: {', '.join(sorted(record.webhooks)) or 'none'})"
+                )
+            if webhook not in self.stores.secrets.webhook_secret_names([partner]).get(partner, set()):
+                raise InvalidState(
+                    f"webhook {webhook} of {partner} has no signing secret yet: run partnerctl apply first"
+                )
+            overlap_until = now + timedelta(days=record.overlap_days)
+            self.stores.secrets.rotate_webhook_secret(
+                partner, webhook, new_webhook_secret(), now=now, overlap_until=overlap_until
+            )
+            journal.record([], [], now=now)  # audits the store's webhook.secret_rotated
+        return overlap_until
 
     # --- status and audit -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ introspection, metadata and rate limits.
     routes.py      which scope a request needs (the catalog's routes)
     forwarding.py  what the gateway asks of the platform API; upstream.py forwards over HTTP (httpx)
     assertions.py  private_key_jwt client assertions (RFC 7523) checked against a partner's JWKS, no I/O
+    selfservice.py the partner's own status, delivery log and replays (GET /v1/self, …)
     keys.py        partners' public keys: the manifest's jwks, or its jwksUri fetched (httpx, SSRF) and cached
 """
 

@@ -13,6 +13,7 @@ tokens are a set kept in memory, read again when the journal's revocations versi
     GET  /.well-known/oauth-authorization-server   RFC 8414 metadata
     GET  /.well-known/jwks.json               the public key of the token signatures
     GET  /v1/ping                             the handshake: any valid token
+    *    /v1/self…                            the partner's own status, delivery log and replays (selfservice.py)
     GET  /authz                               auth_request decision for NGINX/Envoy/Kong (X-Original-Method/-URI)
     POST /internal/events                     platform services publish events (platform-service token)
     GET  /healthz                             liveness
@@ -56,6 +57,8 @@ from reconciler.gateway.assertions import (
 from reconciler.gateway.forwarding import Upstream, UpstreamUnavailable
 from reconciler.gateway.limits import FAILED_AUTH, Limiter, Verdict, partner_policy
 from reconciler.gateway.routes import Route, RouteTable
+from reconciler.gateway.selfservice import PREFIX as SELF_PREFIX
+from reconciler.gateway.selfservice import SelfService, SelfServiceError
 from reconciler.gateway.tokens import AccessToken, TokenAuthority, TokenError
 from reconciler.manifests.models import client_authentication_of
 from reconciler.stores import Stores
@@ -191,6 +194,7 @@ class Gateway:
         self.journal = Journal(stores, actor="gateway")
         self.upstream = upstream
         self.limiter = Limiter(stores.journal) if rate_limits else None
+        self.self_service = SelfService(stores, self.limiter)
         self._last_sync: dict[str, float] = {}
         self._outages: dict[str, tuple[float, int]] = {}  # message -> (last logged, refused since)
         self._threads = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="gateway-store")
@@ -227,6 +231,8 @@ class Gateway:
                 await self._authz(scope, send)
             elif path == "/internal/events" and method == "POST":
                 await self._publish(scope, receive, send)
+            elif path == SELF_PREFIX or path.startswith(SELF_PREFIX + "/"):
+                await self._self_service(scope, receive, send)
             else:
                 await self._api(scope, receive, send)
         except Refusal as refusal:
@@ -613,6 +619,24 @@ class Gateway:
             raise Refusal(400, {"error": "invalid_event", "error_description": str(error)}) from error
         await _respond(send, 202, {"event": event.id, "type": event.type, "deliveries": count})
 
+    async def _self_service(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The partner's own status, delivery log and replays (:mod:`reconciler.gateway.selfservice`)."""
+        method, path, authorization = scope["method"], scope["path"], _header(scope, b"authorization")
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        body = await _body(receive) if method == "POST" else b""
+
+        def answer() -> tuple[int, dict[str, Any], dict[str, str]]:
+            caller, limit = self._identify(authorization)
+            try:
+                status, document, headers = self.self_service.handle(method, path, query, body, caller.record,
+                                                                     caller.token.client_id)  # fmt: skip
+            except SelfServiceError as error:
+                refused = {"error": error.error, "error_description": error.description}
+                raise Refusal(error.status, refused, {**NO_STORE, **_both(limit, error.headers)}) from error
+            return status, document, {**NO_STORE, **_both(limit, headers)}
+
+        await _respond(send, *(await self._off_loop(answer)))
+
     # --- recording (in store threads) ---------------------------------------------------------------
 
     def _record_handshake(self, caller: Caller) -> None:
@@ -654,6 +678,11 @@ class Gateway:
 
 
 OAUTH_ENDPOINTS = {"/oauth2/token": "_token", "/oauth2/revoke": "_revoke", "/oauth2/introspect": "_introspect"}
+
+
+def _both(first: dict[str, str], second: dict[str, str]) -> dict[str, str]:
+    """Two answers' header fields together; a field both have lists both values (two RateLimit policies)."""
+    return {**first, **second, **{name: f"{first[name]}, {second[name]}" for name in first.keys() & second.keys()}}
 
 
 def _limited(verdict: Verdict, description: str) -> Refusal:

@@ -68,9 +68,10 @@ class OutboxStore(Protocol):
     def enqueue(self, event: StoredEvent, deliveries: list[DeliveryRow]) -> None:
         """Store an event and its deliveries together; only then is the event acknowledged."""
 
-    def due(self, now: float, limit: int, *, lease: float = 0.0) -> list[DeliveryRow]:
-        """Pending deliveries whose next attempt is due, oldest first. A store shared by several workers
-        claims them: no other caller gets them for ``lease`` seconds, unless their outcome is recorded."""
+    def due(self, now: float, limit: int, *, lease: float = 0.0, replaying: bool = False) -> list[DeliveryRow]:
+        """Pending deliveries whose next attempt is due, oldest first (``replaying``: those of the replay lane
+        instead). A store shared by several workers claims them: no other caller gets them for ``lease``
+        seconds, unless their outcome is recorded."""
 
     def events(self, event_ids: list[str]) -> dict[str, StoredEvent]:
         """Several events by id, in one read (a dispatcher pass)."""
@@ -81,10 +82,17 @@ class OutboxStore(Protocol):
         """Write the new status, attempts, next attempt and last outcome of ``rows``."""
 
     def hold(self, partner: str, webhook: str) -> None:
-        """Pending deliveries to a deactivated webhook wait (held), never dropped."""
+        """Pending and replaying deliveries to a deactivated webhook wait (held), never dropped."""
 
     def release_held(self, partner: str, webhook: str, *, now: float) -> int:
         """Held deliveries go out again (a ping succeeded); returns how many."""
+
+    def replay(
+        self, partner: str, *, webhook: str | None, since: str, until: str, statuses: tuple[str, ...], now: float
+    ) -> int:
+        """Put the partner's deliveries (of ``webhook`` only, if given) in ``statuses`` whose event was received
+        in [``since``, ``until``) (ISO 8601 UTC) into the replay lane, due at ``now`` with their attempts
+        counted afresh; their ``message_id`` stays. How many, counted by the store (nothing is loaded)."""
 
     def log_attempts(self, attempts: list[DeliveryAttempt]) -> None:
         """Add attempts to the delivery log."""

@@ -41,12 +41,31 @@ class SecretStore(Protocol):
     def put_webhook_secret(self, partner: str, webhook: str, secret: str, *, now: datetime) -> None:
         """Keep a webhook's signing secret (encrypted) and add it to the partner's pickup."""
 
-    def webhook_secret(self, partner: str, webhook: str) -> str | None: ...
+    def rotate_webhook_secret(
+        self, partner: str, webhook: str, secret: str, *, now: datetime, overlap_until: datetime
+    ) -> None:
+        """Make ``secret`` the webhook's signing secret and add it to the partner's pickup, as
+        :meth:`put_webhook_secret` does; the one it replaces is kept as the previous secret, still signing
+        until ``overlap_until``. Records ``webhook.secret_rotated`` (the webhook and the overlap's end).
+
+        A second rotation during an overlap replaces the previous secret: the oldest is destroyed at
+        once, so no more than two ever sign. InvalidState when the webhook has no secret to rotate."""
+
+    def webhook_secret(self, partner: str, webhook: str) -> str | None:
+        """The webhook's current signing secret."""
+
+    def webhook_signing_secrets(self, partner: str, webhook: str, *, now: datetime) -> list[str]:
+        """What to sign with: the current secret, then the previous one while ``now`` is before the end of
+        its overlap (whether or not :meth:`expire_webhook_secrets` ran); [] when there is no current one."""
+
+    def expire_webhook_secrets(self, now: datetime) -> int:
+        """Destroy the previous webhook secrets whose overlap has ended by ``now``; how many."""
 
     def webhook_secret_names(self, partners: Collection[str] | None = None) -> dict[str, set[str]]:
         """The names of the webhooks whose signing secret is held, by partner (of ``partners`` only, if given)."""
 
-    def remove_webhook_secret(self, partner: str, webhook: str) -> None: ...
+    def remove_webhook_secret(self, partner: str, webhook: str) -> None:
+        """Destroy the webhook's signing secrets, the previous one of a rotation too."""
 
     def sealed(self, name: str) -> bytes | None:
         """A named secret of the installation itself (e.g. the gateway's token-signing key)."""

@@ -9,6 +9,10 @@ are written back in one go under the installation lock, with the audit events th
   jitter), ``failed`` after the last attempt; redirects are never followed;
 - 5xx, timeouts and unreachable endpoints count towards LOG-01 (failing, then flagged or
   deactivated); deliveries to a deactivated webhook are held and resume when a ping succeeds.
+
+Replayed deliveries (``webhooks replay``) wait in a lane of their own: a pass takes live deliveries
+first and fills what is left, up to ``replay_batch``, from the replay lane, so a large replay never
+starves live traffic and a pass holds at most one batch in memory.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -57,9 +61,10 @@ def parse_schedule(text: str) -> tuple[int, ...]:
 
 class Session(Protocol):
     async def deliver(
-        self, url: str, event_type: str, data: dict[str, Any], *, secret: str, message_id: str
+        self, url: str, event_type: str, data: dict[str, Any], *, secrets: Sequence[str], message_id: str
     ) -> Delivery:
-        """Check the destination (SSRF), sign and send one message; failures are outcomes, not exceptions."""
+        """Check the destination (SSRF), sign with each of ``secrets`` and send one message; failures are
+        outcomes, not exceptions."""
 
 
 class Transport(Protocol):
@@ -80,6 +85,7 @@ class Dispatcher:
         per_endpoint: int = 8,
         timeout: float = 15.0,
         batch: int = 500,
+        replay_batch: int | None = None,
         on_results: Callable[[Counter[str]], None] | None = None,
     ) -> None:
         self.stores, self.transport = stores, transport
@@ -87,6 +93,9 @@ class Dispatcher:
         self.journal = Journal(stores, actor="dispatcher")
         self.schedule = schedule
         self.concurrency, self.per_endpoint, self.timeout, self.batch = concurrency, per_endpoint, timeout, batch
+        # Replayed deliveries fill what live ones leave of a pass, and at most this many: a pass stays short,
+        # so live messages published meanwhile wait for one short pass, not for a replay of 100,000.
+        self.replay_batch = replay_batch if replay_batch is not None else max(1, batch // REPLAY_SHARE)
         self.on_results = on_results  # e.g. metrics: how many deliveries ended in each status
         # Outcomes of a pass whose recording failed (the store went away): recorded before anything new is
         # claimed, so what was sent is not sent again when its claim runs out.
@@ -103,13 +112,16 @@ class Dispatcher:
         if self._unrecorded is not None:
             await asyncio.to_thread(self._record, *self._unrecorded)
             self._unrecorded = None
-        due = self.outbox.due(clock.now().timestamp(), self.batch, lease=self.longest_pass())
+        now, lease = clock.now().timestamp(), self.longest_pass()
+        due = self.outbox.due(now, self.batch, lease=lease)
+        if (room := min(self.batch - len(due), self.replay_batch)) > 0:  # live first, replays after
+            due += self.outbox.due(now, room, lease=lease, replaying=True)
         if not due:
             return 0
         shaper = Shaper(self.outbox.setting("catalog") or {"spec": {"scopes": [], "events": []}})
         records: dict[str, PartnerRecord | None] = {}
         events: dict[str, StoredEvent] = self.outbox.events([row.event_id for row in due])
-        secrets: dict[tuple[str, str], str | None] = {}
+        secrets: dict[tuple[str, str], list[str]] = {}
         overall = asyncio.Semaphore(self.concurrency)
         endpoints: dict[str, asyncio.Semaphore] = {}
         async with self.transport.session(concurrency=self.concurrency, timeout=self.timeout) as session:
@@ -125,14 +137,16 @@ class Dispatcher:
                     return row, DeliveryStatus.HELD
                 event = events.get(row.event_id)
                 if (row.partner, row.webhook) not in secrets:
-                    secrets[row.partner, row.webhook] = self.secrets.webhook_secret(row.partner, row.webhook)
-                secret = secrets[row.partner, row.webhook]
-                if event is None or secret is None:
+                    secrets[row.partner, row.webhook] = self.secrets.webhook_signing_secrets(
+                        row.partner, row.webhook, now=clock.now()
+                    )
+                signing = secrets[row.partner, row.webhook]
+                if event is None or not signing:
                     return row, DeliveryStatus.CANCELLED
                 data = shaper.shape(record, row.webhook, event)
                 endpoint = endpoints.setdefault(urlsplit(hook.url).netloc, asyncio.Semaphore(self.per_endpoint))
                 async with overall, endpoint:
-                    return row, await session.deliver(hook.url, event.type, data, secret=secret,
+                    return row, await session.deliver(hook.url, event.type, data, secrets=signing,
                                                       message_id=row.message_id)  # fmt: skip
 
             outcomes = await asyncio.gather(*(attempt(row) for row in due))
@@ -242,11 +256,13 @@ class Dispatcher:
                 return replace(row, status=DeliveryStatus.FAILED, attempts=attempts, last_status=outcome.status,
                                last_error=outcome.error)  # fmt: skip
             wait = self.schedule[attempts] * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not security
-        return replace(row, status=DeliveryStatus.PENDING, attempts=attempts, next_attempt_at=now.timestamp() + wait,
+        lane = DeliveryStatus.REPLAYING if row.status == DeliveryStatus.REPLAYING else DeliveryStatus.PENDING
+        return replace(row, status=lane, attempts=attempts, next_attempt_at=now.timestamp() + wait,
                        last_status=outcome.status, last_error=outcome.error)  # fmt: skip
 
 
 SYNC_WRITE_INTERVAL = 60.0
+REPLAY_SHARE = 4  # a pass takes at most batch / REPLAY_SHARE replayed deliveries
 LOG_DAYS = 30  # the delivery log's window (DESIGN §8)
 PRUNE_INTERVAL = 3600.0
 

@@ -2,7 +2,9 @@
 
 Signatures follow the Standard Webhooks specification: ``webhook-id``, ``webhook-timestamp`` and
 ``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` under the secret's bytes, so
-partners verify with any Standard Webhooks library.
+partners verify with any Standard Webhooks library. During a secret rotation's overlap a message carries
+one signature per secret, space-separated, which the specification allows: a receiver holding either
+secret verifies it.
 """
 
 from __future__ import annotations
@@ -10,15 +12,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["Delivery", "sign"]
 
 
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+def sign(secrets: Sequence[str], message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header: ``v1,<signature>`` under each of ``secrets``, in their order."""
+    if not secrets:
+        raise ValueError("a webhook message needs at least one signing secret")
+    content = f"{message_id}.{timestamp}.".encode() + body
+    return " ".join(_signature(secret, content) for secret in secrets)
+
+
+def _signature(secret: str, content: bytes) -> str:
     key = base64.b64decode(secret.removeprefix("whsec_"))
-    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,10 @@ class Request:
 
 
 def prepare(
-    url: str, event_type: str, data: dict[str, Any], *, secret: str, message_id: str, allow_loopback: bool
+    url: str, event_type: str, data: dict[str, Any], *, secrets: Sequence[str], message_id: str, allow_loopback: bool
 ) -> Request | Delivery:
-    """Check the destination (SSRF) and sign; a :class:`Delivery` refusal when it may not be sent."""
+    """Check the destination (SSRF) and sign with each of ``secrets`` (two during a rotation's overlap); a
+    :class:`Delivery` refusal when it may not be sent."""
     problems = webhook_url_problems(url, allow_loopback=allow_loopback)
     if problems:
         return Delivery(False, error=f"refused: URL {problems[0]}")
@@ -70,7 +71,7 @@ def prepare(
         "user-agent": USER_AGENT,
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, message_id, timestamp, body),
+        "webhook-signature": sign(secrets, message_id, timestamp, body),
         "host": parts.netloc.rsplit("@", 1)[-1],
     }
     netloc = f"[{address}]" if ":" in address else address
@@ -92,14 +93,14 @@ def send(
     event_type: str,
     data: dict[str, Any],
     *,
-    secret: str,
+    secrets: Sequence[str],
     message_id: str | None = None,
     allow_loopback: bool = False,
     timeout: float = 15.0,
     client: httpx.Client | None = None,
 ) -> Delivery:
     """POST one signed event to ``url``; 2xx is success, anything else (redirects included) is not."""
-    request = prepare(url, event_type, data, secret=secret, message_id=message_id or f"msg_{uuid.uuid4().hex}",
+    request = prepare(url, event_type, data, secrets=secrets, message_id=message_id or f"msg_{uuid.uuid4().hex}",
                       allow_loopback=allow_loopback)  # fmt: skip
     if isinstance(request, Delivery):
         return request
@@ -129,7 +130,7 @@ class HttpPinger:
 
             def one(target: PingTarget) -> Delivery:
                 data = {"partner": target.partner, "webhook": target.webhook}
-                return send(target.url, "ping", data, secret=target.secret, allow_loopback=self.allow_loopback,
+                return send(target.url, "ping", data, secrets=target.secrets, allow_loopback=self.allow_loopback,
                             client=client)  # fmt: skip
 
             with ThreadPoolExecutor(max_workers=PING_CONCURRENCY) as pool:
@@ -162,10 +163,10 @@ class AsyncSession:
         await self._client.__aexit__(kind, value, traceback)
 
     async def deliver(
-        self, url: str, event_type: str, data: dict[str, Any], *, secret: str, message_id: str
+        self, url: str, event_type: str, data: dict[str, Any], *, secrets: Sequence[str], message_id: str
     ) -> Delivery:
         """Check the destination, sign and send; never raises for the endpoint's failures."""
-        prepared = functools.partial(prepare, url, event_type, data, secret=secret, message_id=message_id,
+        prepared = functools.partial(prepare, url, event_type, data, secrets=secrets, message_id=message_id,
                                      allow_loopback=self._allow_loopback)  # fmt: skip
         # Names are resolved (and checked) off the event loop; literal addresses need no lookup.
         literal = literal_address(urlsplit(url).hostname or "") is not None

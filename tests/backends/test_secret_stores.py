@@ -11,8 +11,9 @@ import pytest
 
 from reconciler.backends.sqlite.secrets import LocalSecretStore
 from reconciler.backends.vault import VaultSecretStore, parse_url, unwrap_delivery
+from reconciler.backends.vault.migrate import migrate
 from reconciler.credentials import new_client_secret, new_webhook_secret
-from reconciler.errors import WriteConflict
+from reconciler.errors import InvalidState, WriteConflict
 from reconciler.stores.secrets import SecretStore
 from tests.support.vault import VaultSpace
 
@@ -106,6 +107,65 @@ def test_webhook_secrets_are_kept_readable_for_the_dispatcher(store: SecretStore
     store.remove_webhook_secret(ACME, "audit-feed")
     assert store.webhook_secret_names() == {ACME: {"payment-events"}}
     assert store.webhook_secret(ACME, "audit-feed") is None
+
+
+def test_a_rotated_webhook_secret_signs_beside_the_old_one_until_the_overlap_ends(store: SecretStore) -> None:
+    old, new = new_webhook_secret(), new_webhook_secret()
+    store.put_webhook_secret(ACME, "payment-events", old, now=NOW)
+    assert pick_up(store, ACME) is not None
+    until = NOW + timedelta(days=7)
+    store.rotate_webhook_secret(ACME, "payment-events", new, now=NOW, overlap_until=until)
+
+    assert store.webhook_signing_secrets(ACME, "payment-events", now=NOW) == [new, old]
+    assert store.webhook_signing_secrets(ACME, "payment-events", now=until - timedelta(seconds=1)) == [new, old]
+    assert store.webhook_signing_secrets(ACME, "payment-events", now=until) == [new], "expired, though still kept"
+    assert store.webhook_secret(ACME, "payment-events") == new
+    assert store.webhook_secret_names() == {ACME: {"payment-events"}}
+    assert store.expire_webhook_secrets(NOW) == 0
+    assert store.expire_webhook_secrets(until) == 1
+    assert store.webhook_signing_secrets(ACME, "payment-events", now=NOW) == [new], "destroyed"
+    assert store.expire_webhook_secrets(until) == 0
+
+
+def test_a_rotated_webhook_secret_is_picked_up_once_and_audited_without_it(store: SecretStore) -> None:
+    old, new = new_webhook_secret(), new_webhook_secret()
+    store.put_webhook_secret(ACME, "payment-events", old, now=NOW)
+    assert pick_up(store, ACME) is not None
+    cursor = store.events_after(0)[-1].id
+    store.rotate_webhook_secret(ACME, "payment-events", new, now=NOW, overlap_until=NOW + timedelta(days=7))
+
+    [rotated] = store.events_after(cursor)
+    assert (rotated.partner, rotated.event) == (ACME, "webhook.secret_rotated")
+    assert rotated.details == {"webhook": "payment-events", "overlapUntil": (NOW + timedelta(days=7)).isoformat()}
+    assert store.pending_pickups() == {ACME}
+    delivered = pick_up(store, ACME)
+    assert delivered is not None and delivered["webhook_secrets"] == {"payment-events": new}
+    assert pick_up(store, ACME) is None
+
+
+def test_a_second_rotation_in_the_overlap_destroys_the_oldest_secret(store: SecretStore) -> None:
+    first, second, third = new_webhook_secret(), new_webhook_secret(), new_webhook_secret()
+    store.put_webhook_secret(ACME, "payment-events", first, now=NOW)
+    store.put_webhook_secret(ACME, "audit-feed", new_webhook_secret(), now=NOW)
+    store.rotate_webhook_secret(ACME, "payment-events", second, now=NOW, overlap_until=NOW + timedelta(days=7))
+    later = NOW + timedelta(days=1)
+    store.rotate_webhook_secret(ACME, "payment-events", third, now=later, overlap_until=later + timedelta(days=7))
+
+    assert store.webhook_signing_secrets(ACME, "payment-events", now=later) == [third, second]
+    assert store.webhook_signing_secrets(ACME, "payment-events", now=NOW + timedelta(days=7)) == [third, second]
+    assert len(store.webhook_signing_secrets(ACME, "audit-feed", now=later)) == 1, "other webhooks keep theirs"
+    assert store.expire_webhook_secrets(later + timedelta(days=7)) == 1
+    store.rotate_webhook_secret(ACME, "audit-feed", new_webhook_secret(), now=NOW, overlap_until=later)
+    store.remove_webhook_secret(ACME, "audit-feed")
+    assert store.webhook_signing_secrets(ACME, "audit-feed", now=NOW) == []
+    assert store.expire_webhook_secrets(later) == 0, "removing a webhook destroyed its previous secret too"
+
+
+def test_a_webhook_without_a_secret_has_nothing_to_rotate_or_sign_with(store: SecretStore) -> None:
+    with pytest.raises(InvalidState, match="no signing secret to rotate"):
+        store.rotate_webhook_secret(ACME, "payment-events", new_webhook_secret(), now=NOW, overlap_until=NOW)
+    assert store.webhook_signing_secrets(ACME, "payment-events", now=NOW) == []
+    assert store.webhook_secret_names() == {} and store.events_after(0) == []
 
 
 def test_a_pickup_is_delivered_once_and_a_second_attempt_is_an_event(store: SecretStore) -> None:
@@ -208,3 +268,26 @@ def test_a_hand_edited_record_verifies_nothing(vault: VaultSpace, vault_store: V
     vault.write(ACME, record)
     assert vault_store.verify(ACME_ID, secret) is None
     assert vault_store.live_credentials() == {}
+
+
+def test_a_rotation_in_its_overlap_moves_into_vault_with_both_secrets(
+    vault: VaultSpace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = LocalSecretStore(tmp_path / "secrets")
+    old, new, ended = new_webhook_secret(), new_webhook_secret(), new_webhook_secret()
+    local.put_webhook_secret(ACME, "payment-events", old, now=NOW)
+    local.rotate_webhook_secret(ACME, "payment-events", new, now=NOW, overlap_until=NOW + timedelta(days=7))
+    local.put_webhook_secret(ACME, "audit-feed", ended, now=NOW - timedelta(days=9))
+    local.rotate_webhook_secret(ACME, "audit-feed", new_webhook_secret(), now=NOW - timedelta(days=8),
+                                overlap_until=NOW - timedelta(days=1))  # fmt: skip
+
+    monkeypatch.setenv("VAULT_TOKEN", vault.server.token("partnerctl", "partnerctl-migrate"))
+    target = VaultSecretStore(parse_url(vault.url))
+    migrate(local, target)  # at PARTNERCTL_NOW, which is NOW
+    assert target.webhook_signing_secrets(ACME, "payment-events", now=NOW) == [new, old]
+    earlier = NOW - timedelta(days=2)
+    assert ended not in target.webhook_signing_secrets(ACME, "audit-feed", now=earlier), "an ended overlap stays behind"
+    assert target.expire_webhook_secrets(NOW + timedelta(days=7)) == 1
+    assert target.webhook_signing_secrets(ACME, "payment-events", now=NOW) == [new]
+    target.close()
+    local.close()

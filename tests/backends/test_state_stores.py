@@ -405,3 +405,39 @@ def test_the_delivery_log_filters_orders_and_prunes(journal: tuple[Journal, Part
     assert store.attempts(ACME)[0] == attempt(3, "b", "failed", 21)
     assert store.prune_attempts("2026-11-10T00:00:00+00:00") == 1
     assert [a.message_id for a in store.attempts(ACME)] == ["msg_3", "msg_2"]
+
+
+def test_a_replay_requeues_a_window_in_its_own_lane(journal: tuple[Journal, PartnerStore]) -> None:
+    """Failed and held deliveries of events received in [since, until) go to the replay lane, due now, with
+    their message ids; delivered ones only when asked; other partners, webhooks and times stay as they are."""
+    store, _ = journal
+
+    def stored(event: str, hour: int, *deliveries: tuple[str, str, str, DeliveryStatus]) -> None:
+        rows = [DeliveryRow(0, event, partner, hook, message_id, DeliveryStatus.PENDING, 0, 100.0)
+                for partner, hook, message_id, _ in deliveries]  # fmt: skip
+        store.enqueue(StoredEvent(event, "payment.status.changed", {}, f"2026-11-28T{hour:02d}:00:00+00:00"), rows)
+        outcomes = {message_id: status for _, _, message_id, status in deliveries}
+        store.record_attempts([replace(row, status=outcomes[row.message_id], attempts=8, last_status=503)
+                               for row in store.deliveries(event)])  # fmt: skip
+
+    failed, held, delivered = DeliveryStatus.FAILED, DeliveryStatus.HELD, DeliveryStatus.DELIVERED
+    stored("evt_before", 9, (ACME, "a", "msg_before", failed))
+    stored("evt_1", 10, (ACME, "a", "msg_1a", failed), (ACME, "b", "msg_1b", failed), (BETA, "a", "msg_1beta", failed))
+    stored("evt_2", 11, (ACME, "a", "msg_2a", held), (ACME, "b", "msg_2b", delivered))
+    stored("evt_after", 12, (ACME, "a", "msg_after", failed))
+    since, until = "2026-11-28T10:00:00+00:00", "2026-11-28T12:00:00+00:00"
+
+    assert store.replay(ACME, webhook="a", since=since, until=until, statuses=("failed", "held"), now=500.0) == 2
+    assert store.due(500.0, 10) == [], "replays are not in the live lane"
+    replaying = store.due(500.0, 10, replaying=True)
+    assert [(row.message_id, row.attempts, row.last_status) for row in replaying] == [
+        ("msg_1a", 0, None), ("msg_2a", 0, None)], "the same message ids, counted afresh"
+    everything = ("failed", "held", "delivered")
+    assert store.replay(ACME, webhook=None, since=since, until=until, statuses=everything, now=500.0) == 2, (
+        "the other webhook: its failed one and, asked for, its delivered one")
+    status = {row.message_id: row.status for row in store.deliveries()}
+    assert status["msg_before"] == status["msg_after"] == status["msg_1beta"] == failed, (
+        "outside the window or not ACME's")
+    store.hold(ACME, "a")
+    assert {row.message_id for row in store.due(500.0, 10, replaying=True)} == {"msg_1b", "msg_2b"}, (
+        "a webhook deactivated meanwhile holds its replays too")

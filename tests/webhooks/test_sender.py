@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from reconciler.credentials import new_webhook_secret
 from reconciler.webhooks import sender as webhooks
@@ -20,22 +20,35 @@ def test_our_signature_is_the_standard_webhooks_signature() -> None:
     secret = new_webhook_secret()
     moment = datetime(2026, 11, 28, 12, tzinfo=UTC)
     body = b'{"type":"ping"}'
-    assert webhooks.sign(secret, "msg_1", int(moment.timestamp()), body) == Webhook(secret).sign(
+    assert webhooks.sign([secret], "msg_1", int(moment.timestamp()), body) == Webhook(secret).sign(
         "msg_1", moment, body.decode()
     )
+
+
+def test_two_secrets_give_two_signatures_and_either_secret_verifies() -> None:
+    new, old = new_webhook_secret(), new_webhook_secret()
+    moment = datetime.now(UTC)
+    body = b'{"type":"ping"}'
+    signature = webhooks.sign([new, old], "msg_1", int(moment.timestamp()), body)
+    assert signature == " ".join(Webhook(secret).sign("msg_1", moment, body.decode()) for secret in (new, old))
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(moment.timestamp())), "webhook-signature": signature}
+    for secret in (new, old):
+        Webhook(secret).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_webhook_secret()).verify(body, headers)
 
 
 def test_redirects_are_not_followed(receiver: tuple[HttpRecorder, str]) -> None:
     recorder, url = receiver
     recorder.status = 302
-    delivery = webhooks.send(f"{url}/hook", "ping", {}, secret=new_webhook_secret(), allow_loopback=True)
+    delivery = webhooks.send(f"{url}/hook", "ping", {}, secrets=[new_webhook_secret()], allow_loopback=True)
     assert not delivery.ok and delivery.status == 302
     assert len(recorder.requests) == 1
 
 
 def test_loopback_is_refused_at_send_time_without_the_dev_flag(receiver: tuple[HttpRecorder, str]) -> None:
     recorder, url = receiver
-    delivery = webhooks.send(f"{url}/hook", "ping", {}, secret=new_webhook_secret())
+    delivery = webhooks.send(f"{url}/hook", "ping", {}, secrets=[new_webhook_secret()])
     assert not delivery.ok and "refused" in (delivery.error or "")
     assert recorder.requests == []
 

@@ -114,6 +114,15 @@ CREATE TABLE remembered_keys (key text PRIMARY KEY, expires_at double precision 
 CREATE INDEX remembered_keys_by_expiry ON remembered_keys (expires_at);
 """,
     ),
+    Migration(
+        4,
+        "webhook replay: a lane of its own, found by the time its events were received",
+        """
+-- Replayed deliveries wait in their own lane (status 'replaying'), claimed after the live ones.
+CREATE INDEX deliveries_replay_due ON deliveries (next_attempt_at, id) WHERE status = 'replaying';
+CREATE INDEX events_by_time ON events (received_at);
+""",
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

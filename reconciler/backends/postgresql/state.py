@@ -239,16 +239,17 @@ class PostgresJournal:
                 [(event.id, d.partner, d.webhook, d.message_id, str(d.status), d.next_attempt_at) for d in deliveries],
             )
 
-    def due(self, now: float, limit: int, *, lease: float = 0.0) -> list[DeliveryRow]:
+    def due(self, now: float, limit: int, *, lease: float = 0.0, replaying: bool = False) -> list[DeliveryRow]:
         """Claim up to ``limit`` due deliveries for this worker: no other worker sees them for ``lease``
         seconds (at least CLAIM_SECONDS) unless their outcome is recorded first."""
         rows = self.database.rows(
             f"""WITH claimed AS (
-                    SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= %(now)s
+                    SELECT id FROM deliveries WHERE status = %(status)s AND next_attempt_at <= %(now)s
                     ORDER BY next_attempt_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
                 UPDATE deliveries AS d SET next_attempt_at = %(until)s FROM claimed WHERE d.id = claimed.id
                 RETURNING {", ".join("d." + column.strip() for column in _DELIVERY.split(","))}""",
-            {"now": now, "limit": limit, "until": now + max(lease, CLAIM_SECONDS)},
+            {"now": now, "limit": limit, "until": now + max(lease, CLAIM_SECONDS),
+             "status": str(DeliveryStatus.REPLAYING if replaying else DeliveryStatus.PENDING)},
         )
         return sorted((_delivery(row) for row in rows), key=lambda row: row.id)
 
@@ -280,7 +281,7 @@ class PostgresJournal:
     def hold(self, partner: str, webhook: str) -> None:
         with self.database.connection() as conn:
             conn.execute("UPDATE deliveries SET status = 'held' "
-                         "WHERE partner = %s AND webhook = %s AND status = 'pending'",
+                         "WHERE partner = %s AND webhook = %s AND status IN ('pending', 'replaying')",
                          (partner, webhook))  # fmt: skip
 
     def release_held(self, partner: str, webhook: str, *, now: float) -> int:
@@ -291,6 +292,19 @@ class PostgresJournal:
                 (now, partner, webhook),
             )
             return cursor.rowcount
+
+    def replay(
+        self, partner: str, *, webhook: str | None, since: str, until: str, statuses: tuple[str, ...], now: float
+    ) -> int:
+        query = ("UPDATE deliveries SET status = 'replaying', attempts = 0, next_attempt_at = %s, last_status = NULL, "
+                 "last_error = NULL WHERE partner = %s AND status = ANY(%s) "
+                 "AND event_id IN (SELECT id FROM events WHERE received_at >= %s AND received_at < %s)")  # fmt: skip
+        parameters: list[Any] = [now, partner, list(statuses), since, until]
+        if webhook is not None:
+            query += " AND webhook = %s"
+            parameters.append(webhook)
+        with self.database.connection() as conn:
+            return conn.execute(query, parameters).rowcount
 
     # --- what gateway replicas share ---------------------------------------------------------------
 

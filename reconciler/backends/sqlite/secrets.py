@@ -12,7 +12,7 @@ import os
 import secrets
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,10 @@ CREATE INDEX IF NOT EXISTS credentials_by_partner ON credentials (partner);
 CREATE INDEX IF NOT EXISTS credentials_by_client ON credentials (client_id);
 CREATE TABLE IF NOT EXISTS webhook_secrets (
     partner TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL, PRIMARY KEY (partner, name)
+);
+CREATE TABLE IF NOT EXISTS previous_webhook_secrets (
+    partner TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL, valid_until REAL NOT NULL,
+    PRIMARY KEY (partner, name)
 );
 CREATE TABLE IF NOT EXISTS pickups (partner TEXT PRIMARY KEY, sealed BLOB, updated_at TEXT, delivered_at TEXT);
 CREATE TABLE IF NOT EXISTS sealed_values (name TEXT PRIMARY KEY, sealed BLOB NOT NULL);
@@ -145,17 +149,53 @@ class LocalSecretStore:
 
     def put_webhook_secret(self, partner: str, webhook: str, secret: str, *, now: datetime) -> None:
         with self._db.transaction():
+            self._keep_webhook_secret(partner, webhook, secret, now)
+
+    def rotate_webhook_secret(
+        self, partner: str, webhook: str, secret: str, *, now: datetime, overlap_until: datetime
+    ) -> None:
+        with self._db.transaction():
+            current = self.webhook_secret(partner, webhook)
+            if current is None:
+                raise InvalidState(f"webhook {webhook} of {partner} has no signing secret to rotate")
+            # REPLACE: a previous secret still in its overlap is destroyed now, so at most two ever sign.
             self._db.execute(
-                "INSERT OR REPLACE INTO webhook_secrets (partner, name, sealed) VALUES (?, ?, ?)",
-                (partner, webhook, self._seal(secret.encode(), f"webhook:{partner}:{webhook}")),
-            )
-            self._add_to_pickup(partner, client_id_for(partner), now, webhook_secrets={webhook: secret})
+                "INSERT OR REPLACE INTO previous_webhook_secrets (partner, name, sealed, valid_until) "
+                "VALUES (?, ?, ?, ?)",
+                (partner, webhook, self._seal(current.encode(), f"previous-webhook:{partner}:{webhook}"),
+                 overlap_until.timestamp()),
+            )  # fmt: skip
+            self._keep_webhook_secret(partner, webhook, secret, now)
+            details = {"webhook": webhook, "overlapUntil": overlap_until.isoformat()}
+            self._event(partner, Event.WEBHOOK_SECRET_ROTATED, details, now)
 
     def webhook_secret(self, partner: str, webhook: str) -> str | None:
         row = self._db.execute(
             "SELECT sealed FROM webhook_secrets WHERE partner = ? AND name = ?", (partner, webhook)
         ).fetchone()
         return self._unseal(row[0], f"webhook:{partner}:{webhook}").decode() if row else None
+
+    def webhook_signing_secrets(self, partner: str, webhook: str, *, now: datetime) -> list[str]:
+        row = self._db.execute(
+            "SELECT current.sealed, previous.sealed FROM webhook_secrets AS current "
+            "LEFT JOIN previous_webhook_secrets AS previous ON previous.partner = current.partner "
+            "AND previous.name = current.name AND previous.valid_until > ? "
+            "WHERE current.partner = ? AND current.name = ?",
+            (now.timestamp(), partner, webhook),
+        ).fetchone()
+        if row is None:
+            return []
+        found = [self._unseal(row[0], f"webhook:{partner}:{webhook}").decode()]
+        if row[1] is not None:
+            found.append(self._unseal(row[1], f"previous-webhook:{partner}:{webhook}").decode())
+        return found
+
+    def expire_webhook_secrets(self, now: datetime) -> int:
+        with self._db.transaction():
+            deleted = self._db.execute(
+                "DELETE FROM previous_webhook_secrets WHERE valid_until <= ?", (now.timestamp(),)
+            ).rowcount
+        return int(deleted)
 
     def webhook_secret_names(self, partners: Collection[str] | None = None) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
@@ -174,7 +214,8 @@ class LocalSecretStore:
 
     def remove_webhook_secret(self, partner: str, webhook: str) -> None:
         with self._db.transaction():
-            self._db.execute("DELETE FROM webhook_secrets WHERE partner = ? AND name = ?", (partner, webhook))
+            for table in ("webhook_secrets", "previous_webhook_secrets"):
+                self._db.execute(f"DELETE FROM {table} WHERE partner = ? AND name = ?", (partner, webhook))
 
     # --- the installation's own secrets -------------------------------------------------------------
 
@@ -242,7 +283,8 @@ class LocalSecretStore:
         return self._hmac_key
 
     def export(self) -> Iterator[ExportedPartner]:
-        """Every partner's credentials (with their keyed hashes), webhook secrets and pending pickup, in clear."""
+        """Every partner's credentials (with their keyed hashes), webhook secrets (and the previous ones of
+        rotations, with the end of their overlap) and pending pickup, in clear."""
         union = " UNION ".join(f"SELECT partner FROM {t}" for t in ("credentials", "webhook_secrets", "pickups"))
         partners = {row[0] for row in self._db.execute(union)}
         for partner in sorted(partners):
@@ -257,9 +299,20 @@ class LocalSecretStore:
                     name: self.webhook_secret(partner, name) or ""
                     for name in self.webhook_secret_names().get(partner, set())
                 },
+                previous_webhook_secrets=self._previous_webhook_secrets(partner),
                 pickup=self._pending_payload(partner),
                 delivered_at=delivered[0] if delivered else None,
             )
+
+    def _previous_webhook_secrets(self, partner: str) -> dict[str, tuple[str, datetime]]:
+        rows = self._db.execute(
+            "SELECT name, sealed, valid_until FROM previous_webhook_secrets WHERE partner = ?", (partner,)
+        ).fetchall()
+        return {
+            name: (self._unseal(sealed, f"previous-webhook:{partner}:{name}").decode(),
+                   datetime.fromtimestamp(valid_until, UTC))
+            for name, sealed, valid_until in rows
+        }  # fmt: skip
 
     def sealed_names(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT name FROM sealed_values ORDER BY name")]
@@ -268,6 +321,13 @@ class LocalSecretStore:
         return int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0])
 
     # --- inside a transaction ---------------------------------------------------------------------
+
+    def _keep_webhook_secret(self, partner: str, webhook: str, secret: str, now: datetime) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO webhook_secrets (partner, name, sealed) VALUES (?, ?, ?)",
+            (partner, webhook, self._seal(secret.encode(), f"webhook:{partner}:{webhook}")),
+        )
+        self._add_to_pickup(partner, client_id_for(partner), now, webhook_secrets={webhook: secret})
 
     def _insert(self, partner: str, client_id: str, secret: str, now: datetime) -> Credential:
         (generation,) = self._db.execute(
@@ -361,6 +421,7 @@ class ExportedPartner:
     partner: str
     credentials: list[tuple[Credential, str]]  # each generation with its keyed hash (hex)
     webhook_secrets: dict[str, str]
+    previous_webhook_secrets: dict[str, tuple[str, datetime]]  # of a rotation: the secret, the end of its overlap
     pickup: dict[str, Any] | None  # not yet delivered: client_id, client_secret?, webhook_secrets
     delivered_at: str | None
 

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_webhook ON deliveries (partner, webhook, status);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (received_at);
 CREATE TABLE IF NOT EXISTS delivery_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, partner TEXT NOT NULL, webhook TEXT NOT NULL,
     event_type TEXT NOT NULL, attempt INTEGER NOT NULL, attempted_at TEXT NOT NULL, status TEXT NOT NULL,
@@ -206,13 +207,14 @@ class SqliteJournal:
                 [(event.id, d.partner, d.webhook, d.message_id, str(d.status), d.next_attempt_at) for d in deliveries],
             )
 
-    def due(self, now: float, limit: int, *, lease: float = 0.0) -> list[DeliveryRow]:
-        query = (f"SELECT {_DELIVERY} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ? "
+    def due(self, now: float, limit: int, *, lease: float = 0.0, replaying: bool = False) -> list[DeliveryRow]:
+        query = (f"SELECT {_DELIVERY} FROM deliveries WHERE status = ? AND next_attempt_at <= ? "
                  "ORDER BY next_attempt_at, id LIMIT ?")  # fmt: skip
+        status = DeliveryStatus.REPLAYING if replaying else DeliveryStatus.PENDING
         if lease <= 0:
-            return [_delivery(row) for row in self.database.rows(query, (now, limit))]
+            return [_delivery(row) for row in self.database.rows(query, (str(status), now, limit))]
         with self.database.transaction():  # BEGIN IMMEDIATE: a second dispatcher waits, then sees the claim
-            rows = self.database.rows(query, (now, limit))
+            rows = self.database.rows(query, (str(status), now, limit))
             self.database.executemany("UPDATE deliveries SET next_attempt_at = ? WHERE id = ?",
                                       [(now + lease, row[0]) for row in rows])  # fmt: skip
         return [_delivery(row) for row in rows]
@@ -246,7 +248,8 @@ class SqliteJournal:
     def hold(self, partner: str, webhook: str) -> None:
         with self.database.transaction():
             self.database.execute(
-                "UPDATE deliveries SET status = 'held' WHERE partner = ? AND webhook = ? AND status = 'pending'",
+                "UPDATE deliveries SET status = 'held' WHERE partner = ? AND webhook = ? "
+                "AND status IN ('pending', 'replaying')",
                 (partner, webhook),
             )
 
@@ -258,6 +261,20 @@ class SqliteJournal:
                 (now, partner, webhook),
             )
         return cursor.rowcount
+
+    def replay(
+        self, partner: str, *, webhook: str | None, since: str, until: str, statuses: tuple[str, ...], now: float
+    ) -> int:
+        marks = ",".join("?" * len(statuses))
+        query = ("UPDATE deliveries SET status = 'replaying', attempts = 0, next_attempt_at = ?, last_status = NULL, "
+                 f"last_error = NULL WHERE partner = ? AND status IN ({marks}) "
+                 "AND event_id IN (SELECT id FROM events WHERE received_at >= ? AND received_at < ?)")  # fmt: skip
+        parameters: list[Any] = [now, partner, *statuses, since, until]
+        if webhook is not None:
+            query += " AND webhook = ?"
+            parameters.append(webhook)
+        with self.database.transaction():
+            return self.database.execute(query, parameters).rowcount
 
     # --- what gateway processes share ---------------------------------------------------------------
 

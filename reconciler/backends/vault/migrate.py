@@ -4,8 +4,8 @@ A client secret is stored only as its keyed hash, so the hashes can move only wi
 local HMAC key is imported into Transit (bring-your-own-key import: RSA-OAEP wrapping of an
 ephemeral AES key, AES key wrap with padding of the HMAC key) as a key of its own, after which it
 never leaves Vault. Transit's HMAC under that key equals the local one, so every migrated hash is the
-same bytes, re-encoded. Webhook secrets, pending pickups and the installation's own secrets are
-re-encrypted under the Transit key.
+same bytes, re-encoded. Webhook secrets (with the previous one of a rotation still in its overlap),
+pending pickups and the installation's own secrets are re-encrypted under the Transit key.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
+from reconciler import clock
 from reconciler.backends.sqlite.secrets import ExportedPartner, LocalSecretStore
 from reconciler.backends.vault.store import VaultSecretStore
 from reconciler.errors import InvalidState, Stalled
@@ -46,8 +48,9 @@ def migrate(source: LocalSecretStore, target: VaultSecretStore) -> MigrationRepo
         )
     key_name = import_hashing_key(target, source.hashing_key())
     exported = list(source.export())
+    now = clock.now()
     for partner in exported:
-        target.import_partner(partner.partner, _record(target, partner, key_name))
+        target.import_partner(partner.partner, _record(target, partner, key_name, now))
     names = source.sealed_names()
     for name in names:
         value = source.sealed(name)
@@ -95,7 +98,7 @@ def import_hashing_key(target: VaultSecretStore, key: bytes) -> str:
     return name
 
 
-def _record(target: VaultSecretStore, partner: ExportedPartner, key_name: str) -> dict[str, Any]:
+def _record(target: VaultSecretStore, partner: ExportedPartner, key_name: str, now: datetime) -> dict[str, Any]:
     client_id = next((credential.client_id for credential, _ in partner.credentials), None)
     if client_id is None and partner.pickup:
         client_id = partner.pickup["client_id"]
@@ -117,6 +120,14 @@ def _record(target: VaultSecretStore, partner: ExportedPartner, key_name: str) -
         "webhooks": {
             name: target.encrypt_for(secret, f"webhook:{partner.partner}:{name}")
             for name, secret in sorted(partner.webhook_secrets.items())
+        },
+        "previous_webhooks": {
+            name: {
+                "secret": target.encrypt_for(secret, f"previous-webhook:{partner.partner}:{name}"),
+                "until": until.isoformat(),
+            }
+            for name, (secret, until) in sorted(partner.previous_webhook_secrets.items())
+            if now < until  # one whose overlap has ended would only wait to be destroyed
         },
         "pickup": target.encrypt_for(json.dumps(partner.pickup), f"pickup:{partner.partner}")
         if partner.pickup

@@ -1,7 +1,9 @@
 """A partner's KV record in Vault, as plain data: generations, the credentials they describe, events, seals.
 
-A record is ``{"client_id", "generations": [...], "webhooks": {name: ciphertext}, "pickup": ciphertext,
-"delivered_at", "intent", "seal"}``; the seal is a Transit HMAC over :func:`canonical` of the rest.
+A record is ``{"client_id", "generations": [...], "webhooks": {name: ciphertext}, "previous_webhooks": {name:
+{"secret": ciphertext, "until"}}, "pickup": ciphertext, "delivered_at", "intent", "seal"}``; the seal is a Transit
+HMAC over :func:`canonical` of the rest. ``previous_webhooks`` (secrets replaced by a rotation, still signing until
+their overlap ends) is absent from records written before rotations existed.
 """
 
 from __future__ import annotations

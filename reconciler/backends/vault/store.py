@@ -3,7 +3,8 @@
 Layout under ``<mount>/<prefix>/`` in KV v2 (nothing there is readable but keyed hashes and metadata):
 
     <tenant>/<partner>/credentials   client id; generations with their Transit HMACs, times and states;
-                                     webhook signing secrets and the pending pickup as Transit ciphertexts;
+                                     webhook signing secrets (and the previous one of a rotation, until its
+                                     overlap ends) and the pending pickup as Transit ciphertexts;
                                      a Transit HMAC "seal" over all of it, so a hand edit shows as drift
     _outbox                          credential events for the audit log (see below)
     _installation/<name>             the installation's own secrets (gateway signing key …), Transit ciphertexts
@@ -167,15 +168,55 @@ class VaultSecretStore:
 
     def put_webhook_secret(self, partner: str, webhook: str, secret: str, *, now: datetime) -> None:
         def change(record: Record, events: list[Record]) -> None:
-            record.setdefault("client_id", client_id_for(partner))
-            record.setdefault("webhooks", {})[webhook] = self._encrypt(secret, f"webhook:{partner}:{webhook}")
-            self._add_to_pickup(partner, record, webhook_secrets={webhook: secret})
+            self._keep_webhook_secret(partner, record, webhook, secret)
+
+        self._change(partner, change, now)
+
+    def rotate_webhook_secret(
+        self, partner: str, webhook: str, secret: str, *, now: datetime, overlap_until: datetime
+    ) -> None:
+        def change(record: Record, events: list[Record]) -> None:
+            current = record.get("webhooks", {}).get(webhook)
+            if current is None:
+                raise InvalidState(f"webhook {webhook} of {partner} has no signing secret to rotate")
+            previous = self._encrypt(self._decrypt(current, f"webhook:{partner}:{webhook}"),
+                                     f"previous-webhook:{partner}:{webhook}")  # fmt: skip
+            until = overlap_until.isoformat()
+            # A previous secret still in its overlap is replaced, so at most two ever sign.
+            record.setdefault("previous_webhooks", {})[webhook] = {"secret": previous, "until": until}
+            self._keep_webhook_secret(partner, record, webhook, secret)
+            details = {"webhook": webhook, "overlapUntil": until}
+            events.append(kv.event(partner, Event.WEBHOOK_SECRET_ROTATED, details, now))
 
         self._change(partner, change, now)
 
     def webhook_secret(self, partner: str, webhook: str) -> str | None:
         sealed = self._trusted(partner).get("webhooks", {}).get(webhook)
         return self._decrypt(sealed, f"webhook:{partner}:{webhook}") if sealed else None
+
+    def webhook_signing_secrets(self, partner: str, webhook: str, *, now: datetime) -> list[str]:
+        record = self._trusted(partner)
+        sealed = record.get("webhooks", {}).get(webhook)
+        if not sealed:
+            return []
+        found = [self._decrypt(sealed, f"webhook:{partner}:{webhook}")]
+        previous = record.get("previous_webhooks", {}).get(webhook)
+        if previous and now < datetime.fromisoformat(previous["until"]):
+            found.append(self._decrypt(previous["secret"], f"previous-webhook:{partner}:{webhook}"))
+        return found
+
+    def expire_webhook_secrets(self, now: datetime) -> int:
+        def ended(record: Record) -> list[str]:
+            previous = record.get("previous_webhooks", {})
+            return [name for name, kept in previous.items() if datetime.fromisoformat(kept["until"]) <= now]
+
+        def change(record: Record, events: list[Record]) -> int:
+            names = ended(record)  # read again: the record may have changed since the scan
+            for name in names:
+                del record["previous_webhooks"][name]
+            return len(names)
+
+        return sum(self._change(partner, change, now) for partner, record in self._scan().items() if ended(record))
 
     def webhook_secret_names(self, partners: Collection[str] | None = None) -> dict[str, set[str]]:
         if partners is None or len(partners) > SCAN_ABOVE:
@@ -189,6 +230,7 @@ class VaultSecretStore:
     def remove_webhook_secret(self, partner: str, webhook: str) -> None:
         def change(record: Record, events: list[Record]) -> None:
             record.get("webhooks", {}).pop(webhook, None)
+            record.get("previous_webhooks", {}).pop(webhook, None)
 
         self._change(partner, change, None)
 
@@ -380,6 +422,11 @@ class VaultSecretStore:
             record["pickup"] = self._encrypt(json.dumps(payload), f"pickup:{partner}")
         details = {"credentialId": generation["id"], "reason": reason}
         events.append(kv.event(partner, Event.CREDENTIAL_REVOKED, details, now))
+
+    def _keep_webhook_secret(self, partner: str, record: Record, webhook: str, secret: str) -> None:
+        record.setdefault("client_id", client_id_for(partner))
+        record.setdefault("webhooks", {})[webhook] = self._encrypt(secret, f"webhook:{partner}:{webhook}")
+        self._add_to_pickup(partner, record, webhook_secrets={webhook: secret})
 
     def _add_to_pickup(
         self,
