@@ -53,7 +53,7 @@ PARTNERCTL = str(Path(sys.executable).parent / "partnerctl")
 def receiver_app() -> Any:
     """An ASGI receiver: 200 to every POST; notes when each live message arrived. GET /log tells."""
     arrived: dict[str, float] = {}
-    counted = [0]
+    counted = [0, 0]  # every POST, and the replayed ones
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -62,12 +62,14 @@ def receiver_app() -> Any:
             pass
         body = b""
         if scope["method"] == "GET":
-            body = json.dumps({"count": counted[0], "live": arrived}).encode()
+            body = json.dumps({"count": counted[0], "replayed": counted[1], "live": arrived}).encode()
         else:
             counted[0] += 1
             message = dict(scope["headers"]).get(b"webhook-id", b"").decode()
             if message.startswith("msg_live_"):
                 arrived[message] = time.time()
+            elif message.startswith("msg_old_"):
+                counted[1] += 1
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -127,6 +129,10 @@ def latencies(sent: dict[str, float], arrived: dict[str, float]) -> tuple[float,
     return values[len(values) // 2], values[min(len(values) - 1, int(len(values) * 0.99))]
 
 
+def progress(text: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def wait_for(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -175,6 +181,7 @@ def run(folder: Path, url: str) -> dict[str, float]:
     command = [sys.executable, "-m", "benchmarks.replay_bench", "dispatch", str(home)]
 
     # 1. Live traffic alone.
+    progress(f"live traffic alone for {ALONE_SECONDS} s")
     dispatcher = subprocess.Popen(command, env=env)
     alone: dict[str, float] = {}
     stop = threading.Event()
@@ -189,11 +196,13 @@ def run(folder: Path, url: str) -> dict[str, float]:
     alone_p50, alone_p99 = latencies(alone, receiver_log(url)["live"])
 
     # 2. The same live traffic while a replay of REPLAYED messages drains.
+    progress(f"seeding {REPLAYED:,} failed messages")
     seed_failed(stores, partner, webhook, REPLAYED)
+    progress("replaying them alongside live traffic")
     replay = subprocess.run([PARTNERCTL, "--output", "json", "webhooks", "replay", partner, "--since", "2h"], env=env,
                             check=True, capture_output=True, text=True)  # fmt: skip
     assert json.loads(replay.stdout)["replayed"] == REPLAYED, replay.stdout
-    before = receiver_log(url)["count"]
+    before = receiver_log(url)["replayed"]
     dispatcher = subprocess.Popen(command, env=env)
     started = time.perf_counter()
     during: dict[str, float] = {}
@@ -204,7 +213,7 @@ def run(folder: Path, url: str) -> dict[str, float]:
 
     def drained() -> bool:
         memory.append(rss_mb(dispatcher.pid))
-        return int(receiver_log(url)["count"]) - before - len(during) >= REPLAYED
+        return int(receiver_log(url)["replayed"]) - before >= REPLAYED
 
     wait_for(drained, 1800, "the replay")
     replay_seconds = time.perf_counter() - started
@@ -216,6 +225,7 @@ def run(folder: Path, url: str) -> dict[str, float]:
     during_p50, during_p99 = latencies(during, receiver_log(url)["live"])
     stores.close()
 
+    progress("the bare loop")
     # 3. The bare loop to the same receiver, with the same limits.
     count = min(REPLAYED, 20_000)
     body = json.dumps({"type": "payment.status.changed", "timestamp": clock.now().isoformat(), "data": EVENT}).encode()
