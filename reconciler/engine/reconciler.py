@@ -28,7 +28,7 @@ from reconciler.errors import InvalidState, NotFound, UsageError
 from reconciler.manifests.models import client_authentication_of
 from reconciler.stores import Stores
 from reconciler.stores.audit import Verdict, verify
-from reconciler.stores.records import Pickup
+from reconciler.stores.records import PartnerRecord, Pickup
 from reconciler.stores.source import Revision, Source
 from reconciler.vocabulary import Event
 
@@ -207,19 +207,22 @@ class Reconciler:
         record = self.stores.partners.partner(partner)
         return client_authentication_of(record.spec) if record is not None else "client_secret"
 
+    def _rotatable(self, partner: str) -> PartnerRecord:
+        """The partner's record, if it has a live integration whose secrets can be rotated."""
+        record = self.stores.partners.partner(partner)
+        if record is None:
+            raise NotFound(f"{partner} is not a known partner (see partnerctl status)")
+        if not record.usable:
+            raise InvalidState(f"{partner} has no live integration to rotate ({record.phase}; see partnerctl status)")
+        return record
+
     def rotate(self, partner: str) -> Credential:
         """Force a rotation now; the old secret stays valid for the tenant's overlap."""
         journal = self._journal()
         with journal.exclusive(timeout=LOCK_TIMEOUT):
             now = clock_now()
             journal.recover(now=now)
-            record = self.stores.partners.partner(partner)
-            if record is None:
-                raise NotFound(f"{partner} is not a known partner (see partnerctl status)")
-            if not record.usable:
-                raise InvalidState(
-                    f"{partner} has no live integration to rotate ({record.phase}; see partnerctl status)"
-                )
+            record = self._rotatable(partner)
             if client_authentication_of(record.spec) == "private_key_jwt":
                 raise InvalidState(
                     f"{partner} authenticates with private_key_jwt and has no client secret to rotate; the partner "
@@ -238,13 +241,7 @@ class Reconciler:
         with journal.exclusive(timeout=LOCK_TIMEOUT):
             now = clock_now()
             journal.recover(now=now)
-            record = self.stores.partners.partner(partner)
-            if record is None:
-                raise NotFound(f"{partner} is not a known partner (see partnerctl status)")
-            if not record.usable:
-                raise InvalidState(
-                    f"{partner} has no live integration to rotate ({record.phase}; see partnerctl status)"
-                )
+            record = self._rotatable(partner)
             if webhook not in record.webhooks:
                 raise NotFound(
                     f"{partner} has no webhook {webhook!r} (it has: {', '.join(sorted(record.webhooks)) or 'none'})"
