@@ -10,9 +10,11 @@ are written back in one go under the installation lock, with the audit events th
 - 5xx, timeouts and unreachable endpoints count towards LOG-01 (failing, then flagged or
   deactivated); deliveries to a deactivated webhook are held and resume when a ping succeeds.
 
-Replayed deliveries (``webhooks replay``) wait in a lane of their own: a pass takes live deliveries
-first and fills what is left, up to ``replay_batch``, from the replay lane, so a large replay never
-starves live traffic and a pass holds at most one batch in memory.
+Replayed deliveries (``webhooks replay``) wait in a lane of their own, so a large replay never starves
+live traffic: a pass takes live deliveries first and fills what is left, up to ``replay_batch``, from
+the replay lane; while it sends replays, live deliveries published meanwhile join the pass every
+``live_watch`` seconds, and at each sending slot (overall and per endpoint) a waiting live delivery goes
+before every waiting replayed one. A pass holds at most one batch of each lane in memory.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from reconciler.stores.records import DeliveryAttempt, DeliveryRow, PartnerRecor
 from reconciler.vocabulary import DeliveryStatus, WebhookState
 from reconciler.webhooks.events import Shaper
 from reconciler.webhooks.messages import Delivery
+from reconciler.webhooks.slots import Slots
 
 __all__ = ["DEFAULT_SCHEDULE", "Dispatcher", "Session", "Transport", "parse_schedule"]
 
@@ -86,6 +89,7 @@ class Dispatcher:
         timeout: float = 15.0,
         batch: int = 500,
         replay_batch: int | None = None,
+        live_watch: float = 0.05,
         on_results: Callable[[Counter[str]], None] | None = None,
     ) -> None:
         self.stores, self.transport = stores, transport
@@ -93,9 +97,9 @@ class Dispatcher:
         self.journal = Journal(stores, actor="dispatcher")
         self.schedule = schedule
         self.concurrency, self.per_endpoint, self.timeout, self.batch = concurrency, per_endpoint, timeout, batch
-        # Replayed deliveries fill what live ones leave of a pass, and at most this many: a pass stays short,
-        # so live messages published meanwhile wait for one short pass, not for a replay of 100,000.
-        self.replay_batch = replay_batch if replay_batch is not None else max(1, batch // REPLAY_SHARE)
+        # Replayed deliveries fill what live ones leave of a pass, and at most this many.
+        self.replay_batch = replay_batch if replay_batch is not None else batch
+        self.live_watch = live_watch  # how often a pass carrying replays looks for live deliveries to take in
         self.on_results = on_results  # e.g. metrics: how many deliveries ended in each status
         # Outcomes of a pass whose recording failed (the store went away): recorded before anything new is
         # claimed, so what was sent is not sent again when its claim runs out.
@@ -122,11 +126,11 @@ class Dispatcher:
         records: dict[str, PartnerRecord | None] = {}
         events: dict[str, StoredEvent] = self.outbox.events([row.event_id for row in due])
         secrets: dict[tuple[str, str], list[str]] = {}
-        overall = asyncio.Semaphore(self.concurrency)
-        endpoints: dict[str, asyncio.Semaphore] = {}
+        overall = Slots(self.concurrency)
+        endpoints: dict[str, Slots] = {}
         async with self.transport.session(concurrency=self.concurrency, timeout=self.timeout) as session:
 
-            async def attempt(row: DeliveryRow) -> tuple[DeliveryRow, Delivery | DeliveryStatus]:
+            async def attempt(row: DeliveryRow) -> Outcome:
                 if row.partner not in records:
                     records[row.partner] = self.stores.partners.partner(row.partner)
                 record = records[row.partner]
@@ -144,12 +148,30 @@ class Dispatcher:
                 if event is None or not signing:
                     return row, DeliveryStatus.CANCELLED
                 data = shaper.shape(record, row.webhook, event)
-                endpoint = endpoints.setdefault(urlsplit(hook.url).netloc, asyncio.Semaphore(self.per_endpoint))
-                async with overall, endpoint:
+                endpoint = endpoints.setdefault(urlsplit(hook.url).netloc, Slots(self.per_endpoint))
+                live = row.status != DeliveryStatus.REPLAYING
+                async with overall.held(live=live), endpoint.held(live=live):
                     return row, await session.deliver(hook.url, event.type, data, secrets=signing,
                                                       message_id=row.message_id)  # fmt: skip
 
-            outcomes = await asyncio.gather(*(attempt(row) for row in due))
+            sending = asyncio.ensure_future(asyncio.gather(*(attempt(row) for row in due)))
+            joined: list[asyncio.Future[list[Outcome]]] = []
+            # While a pass sends replayed deliveries, live ones published meanwhile join it at once (and go
+            # first at every slot) instead of waiting for the pass to end.
+            live = sum(row.status != DeliveryStatus.REPLAYING for row in due)
+            while live < len(due) and live < self.batch:  # a pass holds at most a batch of each lane
+                finished, _ = await asyncio.wait({sending}, timeout=self.live_watch)
+                if finished:
+                    break
+                joining = self.outbox.due(clock.now().timestamp(), self.batch - live, lease=lease)
+                live += len(joining)
+                if joining:
+                    events.update(self.outbox.events([row.event_id for row in joining]))
+                    due += joining
+                    joined.append(asyncio.ensure_future(asyncio.gather(*(attempt(row) for row in joining))))
+            outcomes: list[Outcome] = list(await sending)
+            for more in joined:
+                outcomes += await more
         attempted = clock.now().isoformat()
         log = [_logged(row, outcome, events.get(row.event_id), attempted) for row, outcome in outcomes
                if isinstance(outcome, Delivery)]  # fmt: skip
@@ -262,7 +284,6 @@ class Dispatcher:
 
 
 SYNC_WRITE_INTERVAL = 60.0
-REPLAY_SHARE = 4  # a pass takes at most batch / REPLAY_SHARE replayed deliveries
 LOG_DAYS = 30  # the delivery log's window (DESIGN §8)
 PRUNE_INTERVAL = 3600.0
 

@@ -199,6 +199,22 @@ def test_settings_and_the_memo_round_trip(journal: tuple[Journal, PartnerStore])
     assert store.cached(["plan|x", "plan|y"]) == {"plan|x": {"until": "2027-01-01"}}
 
 
+def test_a_long_running_process_does_not_keep_a_connection_per_finished_thread(tmp_path: Path) -> None:
+    """The dispatcher runs each pass with a fresh executor: connections of finished threads are closed."""
+    database = Database(tmp_path / "state.db", SCHEMA)
+    journal = SqliteJournal(database, home=tmp_path, partners=SqlitePartners(database))
+
+    def open_files() -> int:
+        return len(list(Path("/proc/self/fd").iterdir()))
+
+    before = open_files()
+    for _ in range(40):
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            executor.submit(journal.setting, "catalog").result()
+    assert open_files() - before < 10  # a leak would hold 40 connections, each with its files open
+    database.close()
+
+
 def test_the_outbox_keeps_deliveries_until_their_outcome_is_recorded(journal: tuple[Journal, PartnerStore]) -> None:
     store, _ = journal
     rows = [DeliveryRow(0, "evt_1", ACME, hook, f"msg_{hook}", DeliveryStatus.PENDING, 0, 100.0)

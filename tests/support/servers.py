@@ -62,6 +62,7 @@ class HttpRecorder:
     answer: dict[str, Any] = field(default_factory=lambda: {"ok": True})
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers
     requests: list[Recorded] = field(default_factory=list)
+    gate: threading.Event | None = None  # when set to an Event: each request is answered once it is set
 
     def start(self) -> str:
         recorder = self
@@ -75,6 +76,8 @@ class HttpRecorder:
                 body = self.rfile.read(length) if length else b""
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 recorder.requests.append(Recorded(self.command, self.path, headers, body))
+                if recorder.gate is not None:
+                    recorder.gate.wait(30)
                 data = json.dumps({**recorder.answer, "path": self.path}).encode()
                 self.send_response(recorder.status)
                 self.send_header("content-type", "application/json")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -93,7 +95,7 @@ def test_a_replay_of_an_outage_sends_every_missed_message_once_more_without_what
     sent = len(onboarded.receiver.requests)
     done = replay(onboarded, "--since", "2026-11-28T12:00:00Z", "--until", "2026-11-28T13:00:00Z")
     assert done["replayed"] == 4 and done["webhooks"] == {"payment-events": 4}
-    assert dispatch(onboarded, batch=10, replay_batch=10, per_endpoint=1) == 5, "the live message and four replayed"
+    assert dispatch(onboarded, batch=10, per_endpoint=1) == 5, "the live message and four replayed"
     assert dispatch(onboarded) == 0, "each once"
 
     again = [r for r in onboarded.receiver.requests[sent:] if b'"type":"payment.status.changed"' in r.body]
@@ -120,7 +122,7 @@ def test_a_replay_of_an_outage_sends_every_missed_message_once_more_without_what
 
 
 def test_live_deliveries_go_before_replayed_ones(onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pass takes every live delivery first and fills what is left, up to a quarter of the batch, with
+    """A pass takes every live delivery first and fills what is left of the batch with
     replays; a replayed delivery that fails again stays in the replay lane."""
     flagged_on_failure(onboarded)
     onboarded.installation.repo.commit("flag failing webhooks")
@@ -135,14 +137,46 @@ def test_live_deliveries_go_before_replayed_ones(onboarded: Onboarded, monkeypat
     publish(onboarded)
     publish(onboarded)
     onboarded.receiver.status = 200
-    assert dispatch(onboarded, batch=4) == 3, "two live, one replayed (a quarter of the batch)"
+    assert dispatch(onboarded, batch=3) == 3, "two live, and one replayed: what the live ones left of the batch"
     lanes = sorted(str(row.status) for row in delivery_rows(onboarded))
     assert lanes == ["delivered"] * 3 + ["replaying"] * 2
 
     onboarded.receiver.status = 500
-    dispatch(onboarded, batch=4)
+    dispatch(onboarded, batch=3)
     assert sorted(str(row.status) for row in delivery_rows(onboarded)) == ["delivered"] * 3 + ["replaying"] * 2, (
         "a failed replay is retried in its own lane")
+
+
+def test_a_live_message_published_while_a_replay_is_sending_goes_out_next(
+    onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass sending replays takes in live deliveries as they are published, and lets them go first at the
+    endpoint: a live message waits for one send, not for the rest of the replay."""
+    flagged_on_failure(onboarded)
+    onboarded.installation.repo.commit("flag failing webhooks")
+    onboarded.installation.apply()
+    onboarded.receiver.status = 503
+    for _ in range(4):
+        publish(onboarded)
+    dispatch(onboarded)
+    at(monkeypatch, "2026-11-28T12:00:10Z")
+    dispatch(onboarded)
+    replayed = set(ids(deliveries(onboarded)))
+    assert replay(onboarded, "--since", "1h")["replayed"] == 4
+    onboarded.receiver.status = 200
+    sent = len(onboarded.receiver.requests)
+    onboarded.receiver.gate = gate = threading.Event()  # the endpoint holds each answer until the gate opens
+    passing = threading.Thread(target=dispatch, args=(onboarded,), kwargs={"per_endpoint": 1})
+    passing.start()
+    while len(onboarded.receiver.requests) == sent:  # until the first replayed message is in flight
+        time.sleep(0.01)
+    publish(onboarded)
+    time.sleep(0.5)  # the pass looks for live deliveries every 50 ms
+    gate.set()
+    passing.join(30)
+    order = ids(deliveries(onboarded)[-5:])
+    assert order[0] in replayed and order[1] not in replayed, "the live message went out right after the first"
+    assert set(order) - {order[1]} == replayed
 
 
 def test_a_deactivated_webhook_is_not_replayed_and_the_refusal_says_how_to_recover(onboarded: Onboarded) -> None:

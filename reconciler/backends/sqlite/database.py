@@ -43,7 +43,7 @@ class Database:
         if not path.exists():
             path.touch(mode=0o600)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         with self.errors():
             self.connection().executescript(schema)
@@ -59,7 +59,13 @@ class Database:
                 db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
             with self._lock:
-                self._all.append(db)
+                # Threads come and go (each asyncio.run has a fresh executor): close what the finished ones
+                # left open, or a long-running dispatcher would hold a connection and its cache per pass.
+                for thread, old in self._all:
+                    if not thread.is_alive():
+                        old.close()
+                self._all = [(thread, old) for thread, old in self._all if thread.is_alive()]
+                self._all.append((threading.current_thread(), db))
         return db
 
     def execute(self, statement: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -115,7 +121,7 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
-            for db in self._all:
+            for _, db in self._all:
                 db.close()
             self._all.clear()
         self._local = threading.local()
