@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.approval.gate import ApprovalGate
 from reconciler.clock import now as clock_now
@@ -32,7 +32,7 @@ from reconciler.stores.records import PartnerRecord, Pickup
 from reconciler.stores.source import Revision, Source
 from reconciler.vocabulary import Event
 
-__all__ = ["ApplyOutcome", "Options", "PlanOutcome", "Reconciler", "bind_stores"]
+__all__ = ["ApplyListener", "ApplyOutcome", "Options", "PlanOutcome", "Reconciler", "bind_stores"]
 
 LOCK_TIMEOUT = 60.0  # seconds to wait for another writer before giving up (Busy)
 
@@ -57,6 +57,7 @@ class ApplyOutcome:
     revision: str
     results: list[Result]
     checks: list[Result]
+    plan: Plan | None = None  # what was applied (its blocked changes included); not part of the JSON
 
     @property
     def ok(self) -> bool:
@@ -67,6 +68,14 @@ class ApplyOutcome:
             "revision": self.revision,
             "results": [result.to_json() for result in self.results + self.checks],
         }
+
+
+class ApplyListener(Protocol):
+    """Told of each finished apply, outside the installation lock: the status back on the pull request,
+    alerts. A listener queues or retries its own failures; an outage of what it talks to never fails or
+    slows an apply, so it never raises for one and does not wait long."""
+
+    def applied(self, outcome: ApplyOutcome, engine: Reconciler) -> None: ...
 
 
 class Reconciler:
@@ -87,6 +96,7 @@ class Reconciler:
         # The last no-op plan read or written: its key hashes every input, so the same key is the same
         # memo, and the loop's pass with nothing to do needs no read of it (10,000 checks are 400 KB).
         self._last_memo: tuple[str, dict[str, Any]] | None = None
+        self.listeners: list[ApplyListener] = []
         bind_stores(stores)
 
     def close(self) -> None:
@@ -163,10 +173,13 @@ class Reconciler:
             outcome = self.plan()
             results = executor.run(outcome.plan, outcome.desired, outcome.live.records, stop=stop)
             if stop is not None and stop.is_set():
-                return ApplyOutcome(outcome.plan.revision, results, [])
+                return ApplyOutcome(outcome.plan.revision, results, [], outcome.plan)
             checks = executor.check(outcome.plan.checks)
             executor.housekeeping(outcome.desired, outcome.plan, outcome.live.records)
-        return ApplyOutcome(outcome.plan.revision, results, checks)
+        applied = ApplyOutcome(outcome.plan.revision, results, checks, outcome.plan)
+        for listener in self.listeners:
+            listener.applied(applied, self)
+        return applied
 
     # --- credentials ------------------------------------------------------------------------------
 
