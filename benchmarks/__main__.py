@@ -10,7 +10,9 @@ from benchmarks import (
     gateway_bench,
     postgres_bench,
     replay_bench,
+    report_bench,
     startup_bench,
+    usage_bench,
     validate_bench,
     vault_bench,
 )
@@ -19,7 +21,9 @@ if __name__ == "__main__":
     startup_bench.main()
     validate_bench.main()
     engine_bench.main()
+    report_bench.main()
     gateway_bench.main()
+    usage_bench.main()
     assertion_bench.main()
     fanout_bench.main()
     replay_bench.main()

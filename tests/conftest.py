@@ -109,6 +109,35 @@ def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
 
 
 @pytest.fixture
+def on_github(approved: Installation, github: FakeGitHub) -> Installation:
+    """The ``approved`` repository, its first commit merged as pull request #1 approved by a platform owner."""
+    first = approved.repo.git.head.commit.hexsha
+    github.merged_pull(1, merge_sha=first, head_sha=first, body="Catalog and tenants\n\nPolicy-Document: PLAT-1")
+    github.review(1, "owner-gh", "APPROVED", first)
+    return approved
+
+
+def merge_pull_request(
+    installation: Installation, github: FakeGitHub, number: int, *, text: str = PARTNER, name: str = "acme-bank",
+    approver: str | None = "alice-msa",
+) -> tuple[str, str]:  # fmt: skip
+    """A branch writing partner ``name`` as ``text``, merged into main (--no-ff) as pull request ``number`` with
+    ``Policy-Document: DPA-2026-031`` and, unless ``approver`` is None, an APPROVED review on its head.
+
+    Returns (head, merge)."""
+    repo = installation.repo
+    repo.branch(f"pull-{number}")
+    repo.write_partner(text, name=name)
+    head = repo.commit(f"Change {name}")
+    repo.checkout("main")
+    merge = repo.merge(f"pull-{number}", f"Merge pull request #{number}")
+    github.merged_pull(number, merge_sha=merge, head_sha=head, body="Policy-Document: DPA-2026-031")
+    if approver is not None:
+        github.review(number, approver, "APPROVED", head)
+    return head, merge
+
+
+@pytest.fixture
 def receiver() -> Iterator[tuple[HttpRecorder, str]]:
     """A partner's webhook endpoint on loopback: (recorder, base URL)."""
     recorder = HttpRecorder()

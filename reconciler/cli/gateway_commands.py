@@ -23,16 +23,20 @@ def gateway() -> None:
 @click.option("--issuer", help="Token issuer URL (default: http://HOST:PORT).")
 @click.option("--no-rate-limits", is_flag=True,
               help="Enforce no rate limit (when a gateway in front enforces them, or as a benchmark's baseline).")
+@click.option("--no-usage-counting", is_flag=True,
+              help="Count no scope use (status then shows no last use; a benchmark's baseline).")
 @common_options
 @click.pass_context
 def serve(
     ctx: click.Context, /, host: str, port: int, upstream: str | None, issuer: str | None, no_rate_limits: bool,
-    **given: Any,
+    no_usage_counting: bool, **given: Any,
 ) -> None:  # fmt: skip
     """Serve the gateway on uvicorn, sharing --home and the stores with the reconciler.
 
     Rate limits (the tenant policy's gateway section) are shared with every other gateway on the same
-    state store; --no-rate-limits switches them off.
+    state store; --no-rate-limits switches them off. Each scope's uses per partner and day, and its last
+    use, are counted in memory and written to the state store every few seconds and at shutdown (counters,
+    never a request log); --no-usage-counting switches that off.
 
     \b
     Example:
@@ -44,7 +48,10 @@ def serve(
     wiring.check_listen_address(host, port, "--host")
     app = wiring.gateway(settings, issuer=issuer or f"http://{host}:{port}", upstream=upstream,
                          rate_limits=not no_rate_limits)  # fmt: skip
+    if no_usage_counting:
+        app.usage = None  # nothing was counted yet
     limits = " without rate limits" if no_rate_limits else ""
+    limits += " without usage counting" if no_usage_counting else ""
     click.echo(f"partnerctl gateway on http://{host}:{port} (issuer {app.tokens.issuer}){limits}", err=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)

@@ -47,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "secrets": ("reconciler.cli.secrets_commands", "secrets_group", "Administration of the secret store."),
     "db": ("reconciler.cli.database_commands", "db", "The PostgreSQL schema."),
     "state": ("reconciler.cli.database_commands", "state_group", "Moving an installation's live state."),
+    "report": ("reconciler.cli.report", "report",
+               "Compliance evidence per partner (Markdown, CSV, JSON, HTML); exit 1 if the audit chain fails."),
     "demo": ("reconciler.cli.validate", "demo",
              "A narrated tour of onboarding a partner, on the embedded defaults, in a temporary folder."),
 }  # fmt: skip

@@ -29,6 +29,8 @@ class Settings:
     home: Path = Path(".partnerctl")
     dev_allow_loopback_webhooks: bool = False
     github_repo: str | None = None
+    notify: tuple[str, ...] = ()
+    notify_interval: str = "1h"
 
 
 _OPTIONS: list[Callable[[F], F]] = [
@@ -49,6 +51,14 @@ _OPTIONS: list[Callable[[F], F]] = [
         default=None,
         help="Allow http webhooks on loopback, for local trials (env PARTNERCTL_DEV_ALLOW_LOOPBACK=1).",
     ),
+    click.option(
+        "--notify",
+        multiple=True,
+        metavar="URL",
+        help="Post alerts to URL, Slack-compatible; URL?format=cloudevents for CloudEvents 1.0 (repeatable; "
+        "env PARTNERCTL_NOTIFY, space-separated).",
+    ),
+    click.option("--notify-interval", help="Send the same alert at most once per this long (default: 1h)."),
 ]
 
 
@@ -62,7 +72,7 @@ def settings_from(ctx: click.Context, given: dict[str, Any]) -> Settings:
     """Merge options given to this command over those given to the group and the environment."""
     settings: Settings = ctx.find_object(Settings) or Settings()
     for name, value in given.items():
-        if value is not None:
+        if value is not None and value != ():  # () is a repeatable option not given
             setattr(settings, name, value)
     return settings
 
@@ -74,8 +84,9 @@ def base_settings(given: dict[str, Any]) -> Settings:
         state=os.environ.get("PARTNERCTL_STATE") or None,
         secrets=os.environ.get("PARTNERCTL_SECRETS") or None,
         dev_allow_loopback_webhooks=os.environ.get("PARTNERCTL_DEV_ALLOW_LOOPBACK", "") in ("1", "true", "yes"),
+        notify=tuple(os.environ.get("PARTNERCTL_NOTIFY", "").split()),
     )
     for name, value in given.items():
-        if value is not None:
+        if value is not None and value != ():
             setattr(settings, name, value)
     return settings

@@ -10,11 +10,14 @@ from typing import Any
 
 import click
 
+from reconciler import clock
 from reconciler.cli import output
 from reconciler.cli.options import common_options, settings_from
 from reconciler.cli.wiring import check_partner_key, reconciler
 from reconciler.credentials import client_id_for
+from reconciler.engine.status import scope_usage_json
 from reconciler.errors import UsageError
+from reconciler.stores import Stores
 from reconciler.stores import audit as chain
 from reconciler.stores.records import GENESIS_HASH, AuditHead
 
@@ -24,7 +27,9 @@ from reconciler.stores.records import GENESIS_HASH, AuditHead
 @common_options
 @click.pass_context
 def status(ctx: click.Context, /, partner: str | None, **given: Any) -> None:
-    """Phase/health, conditions, approval, credential age and last sync of partners.
+    """Phase/health, conditions, approval, credential age and last sync of partners, and each scope's last use
+    at the gateway (a scope granted for the tenant's accessReview.unusedScopeDays and not used in that time
+    is shown as unused).
 
     \b
     Examples:
@@ -34,10 +39,40 @@ def status(ctx: click.Context, /, partner: str | None, **given: Any) -> None:
     settings = settings_from(ctx, given)
     with reconciler(settings) as engine:
         entries = engine.status(check_partner_key(partner) if partner else None)
+        _add_scope_usage(entries, engine.stores)
     if settings.output == "json":
         output.emit_json({"partners": entries})
     else:
-        click.echo(output.status_text(entries, detailed=partner is not None))
+        detailed = partner is not None
+        click.echo(output.status_text(entries, detailed=detailed) + _scope_usage_text(entries, detailed=detailed))
+
+
+def _add_scope_usage(entries: list[dict[str, Any]], stores: Stores) -> None:
+    """``scopeUsage`` in each entry: one read of the usage counters for all the partners shown."""
+    if not entries:
+        return
+    keys = [entry["partner"] for entry in entries]
+    records = stores.partners.partners() if len(keys) > 1 else {keys[0]: stores.partners.partner(keys[0])}
+    usage = stores.journal.scope_usage(keys)
+    now = clock.now()
+    for entry in entries:
+        record = records.get(entry["partner"])
+        entry["scopeUsage"] = scope_usage_json(record, usage.get(entry["partner"], {}), now=now) if record else []
+
+
+def _scope_usage_text(entries: list[dict[str, Any]], *, detailed: bool) -> str:
+    """Unused scopes under the table; with one partner, every scope's last use."""
+    lines = []
+    for entry in entries:
+        scopes = entry.get("scopeUsage", [])
+        if detailed:
+            lines.append("Scope use:")
+            lines.extend(f"  {scope['name']:<28} last used {(scope['lastUsed'] or 'never')[:19]}"
+                         + ("  UNUSED" if scope["unused"] else "") for scope in scopes)  # fmt: skip
+        elif any(scope["unused"] for scope in scopes):
+            names = ", ".join(scope["name"] for scope in scopes if scope["unused"])
+            lines.append(f"Unused scopes of {entry['partner']}: {names}")
+    return "\n".join(["", *lines]) if lines else ""
 
 
 @click.group()

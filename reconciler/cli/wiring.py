@@ -24,7 +24,7 @@ from reconciler.manifests.models import TrustRoot
 from reconciler.stores import Stores
 
 if TYPE_CHECKING:
-    from reconciler.engine.reconciler import Reconciler
+    from reconciler.engine.reconciler import ApplyListener, Reconciler
     from reconciler.gateway.app import Gateway
     from reconciler.webhooks.dispatcher import Dispatcher
 
@@ -110,9 +110,10 @@ def reconciler(
     options = Options(ref=settings.ref, allow_loopback_webhooks=settings.dev_allow_loopback_webhooks)
     if check_interval is not None:
         options.check_interval = check_interval
+    alerts = _notifier(settings) if settings.notify else None  # a refused URL: exit 2 before anything is opened
     opened = stores(settings, long_running=long_running)
     try:
-        return Reconciler(
+        engine = Reconciler(
             opened,
             source=GitSource(settings.repo, home=Path(settings.home)),
             gate=gate,
@@ -122,6 +123,39 @@ def reconciler(
     except ReconcilerError:
         opened.close()
         raise
+    if settings.approval == "github" and gate is not None:
+        engine.listeners.append(_github_feedback(gate))
+    if alerts is not None:
+        engine.listeners.append(alerts)
+    return engine
+
+
+def _github_feedback(gate: ApprovalGate) -> ApplyListener:
+    """The commit status and pull-request comment after each apply (DESIGN §12), through the gate's GitHub client."""
+    from reconciler.approval.github import GitHubApproval
+    from reconciler.backends.github import GitHubClient
+    from reconciler.backends.github_feedback import GitHubFeedback
+
+    assert isinstance(gate, GitHubApproval) and isinstance(gate.client, GitHubClient)
+    return GitHubFeedback(gate.client, warn=lambda line: click.echo(line, err=True))
+
+
+def _notifier(settings: Settings) -> ApplyListener:
+    """The alerts of ``--notify`` (DESIGN §12), URLs checked now; at the command's end its queued alerts get a
+    few seconds to go out."""
+    from reconciler.webhooks.notify import Notifier, target
+
+    try:
+        interval = parse_duration(settings.notify_interval)
+    except click.BadParameter as error:
+        raise UsageError(f"--notify-interval: {error.message}") from error
+    allow = settings.dev_allow_loopback_webhooks
+    notifier = Notifier([target(url, allow_loopback=allow) for url in settings.notify], interval=interval,
+                        allow_loopback=allow)  # fmt: skip
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(notifier.close)
+    return notifier
 
 
 def dispatcher(settings: Settings, schedule: str | None) -> Dispatcher:

@@ -25,7 +25,7 @@ from reconciler.vocabulary import BlockedReason
 __all__ = ["VALIDATION_VERSION", "BlockedPartner", "DesiredPartner", "DesiredState", "build", "partner_key"]
 
 # Bump when validation rules change, so memoised verdicts are recomputed.
-VALIDATION_VERSION = "1"
+VALIDATION_VERSION = "2"
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,10 @@ from itertools import groupby
 from typing import Any, Protocol
 
 from reconciler.credentials import client_id_for, new_client_secret, new_webhook_secret
+from reconciler.engine import review
 from reconciler.engine.desired import DesiredPartner, DesiredState
 from reconciler.engine.journal import Journal
-from reconciler.engine.plan import Action, Plan, desired_spec, desired_webhooks, rotation_settings
+from reconciler.engine.plan import REVIEW_OVERDUE, Action, Plan, desired_spec, desired_webhooks, rotation_settings
 from reconciler.engine.status import inline_key_ids, webhook_result
 from reconciler.errors import Busy, ReconcilerError, Stalled, StoreUnavailable
 from reconciler.manifests.models import client_authentication_of
@@ -139,7 +140,7 @@ class Executor:
         try:
             registers = actions[0].action == ActionName.REGISTER_PARTNER
             if partner is not None and partner.read and not registers:
-                self._adopt_spec(record, partner)  # the whole approved version is what gets applied
+                events += self._adopt_spec(record, partner)  # the whole approved version is what gets applied
             for action in actions:
                 step = _Step(action, record, partner, desired, events)
                 self._handlers[action.action](step)
@@ -213,7 +214,8 @@ class Executor:
         if desired.catalog is not None and settings.setting("catalog") != desired.catalog:
             settings.put_setting("catalog", desired.catalog)
         acted = {action.partner for action in plan.actions}
-        updates = []
+        updates: list[PartnerRecord] = []
+        events: list[AuditEvent] = []
         for key, blocked in desired.blocked.items():
             new = blocked.never_approved and key not in planned_from and key not in acted
             if new and self.stores.partners.partner(key) is None:
@@ -227,25 +229,50 @@ class Executor:
             record = self.stores.partners.partner(key)
             if record is None or record.decommissioned:
                 continue
-            self._adopt_spec(record, partner)
+            events += self._adopt_spec(record, partner)
             updates.append(record)
-        if updates:
-            self.journal.record(updates, [], now=self.now)
+        updates += self._reviews_overdue(planned_from, {record.key for record in updates}, events)
+        if updates or events:
+            self.journal.record(updates, events, now=self.now)
+
+    def _reviews_overdue(
+        self, planned_from: dict[str, PartnerRecord], updated: set[str], events: list[AuditEvent]
+    ) -> list[PartnerRecord]:
+        """Partners whose access review has fallen overdue since the last apply: audited once (review.overdue),
+        and written, so their status shows it (AccessReviewed False, DEGRADED)."""
+        due = []
+        for key, before in planned_from.items():
+            if key in updated or before.review_overdue_since is not None or not review.overdue(before, self.now):
+                continue
+            record = self.stores.partners.partner(key)  # an action or a check may have changed it since
+            if record is None or record.review_overdue_since is not None or not review.overdue(record, self.now):
+                continue
+            self._note_overdue(record, events)
+            due.append(record)
+        return due
+
+    def _note_overdue(self, record: PartnerRecord, events: list[AuditEvent]) -> None:
+        record.review_overdue_since = self.now.isoformat()
+        details = {"reviewedAt": record.reviewed_at, "dueAt": _iso(review.due_at(record)),
+                   "reviewDays": record.review_days, "onOverdue": record.on_overdue}  # fmt: skip
+        events.append(self.journal.event(Event.REVIEW_OVERDUE, record.key, details))
 
     # --- the handlers, one per action ---------------------------------------------------------------
 
     def _register_partner(self, step: _Step) -> None:
         record = step.record
-        self._adopt_spec(record, _desired(step))
+        reviewed = self._adopt_spec(record, _desired(step))
         record.registered_at = self.now.isoformat()
         record.webhooks = {}
         record.handshake_at = None
         record.phase = Phase.PROVISIONING
         self._partner_changed(step, Event.PARTNER_REGISTERED)
+        step.events += reviewed
 
     def _update_partner(self, step: _Step) -> None:
-        self._adopt_spec(step.record, _desired(step))
+        reviewed = self._adopt_spec(step.record, _desired(step))
         self._partner_changed(step, Event.PARTNER_UPDATED)
+        step.events += reviewed
 
     def _partner_changed(self, step: _Step, event: Event) -> None:
         details = {"revision": step.desired.revision, "reason": step.action.reason, "scopes": step.record.scopes,
@@ -255,6 +282,8 @@ class Executor:
 
     def _suspend_partner(self, step: _Step) -> None:
         step.record.suspended = True
+        if step.action.reason == REVIEW_OVERDUE and step.record.review_overdue_since is None:
+            self._note_overdue(step.record, step.events)
         step.events.append(self.journal.event(Event.PARTNER_SUSPENDED, step.action.partner,
                                               {"revision": step.desired.revision}))  # fmt: skip
 
@@ -313,7 +342,9 @@ class Executor:
         if approval is not None:
             step.events.append(self.journal.event(Event.APPROVAL_RECORDED, key, approval.to_json()))
 
-    def _adopt_spec(self, record: PartnerRecord, partner: DesiredPartner) -> None:
+    def _adopt_spec(self, record: PartnerRecord, partner: DesiredPartner) -> list[AuditEvent]:
+        """Take on the approved version; an approval of the manifest is a review of the partner's access, audited
+        as review.recorded (the first approval included)."""
         spec = desired_spec(partner, record)
         record.keys_first_seen = _keys_first_seen(record, spec, self.now)
         record.spec = spec
@@ -328,11 +359,24 @@ class Executor:
             record.on_failure = partner.policy.spec.webhooks.onFailure
             record.requests_per_minute = partner.policy.spec.gateway.requestsPerMinute  # the gateway's rate limit
             record.burst = partner.policy.spec.gateway.burst
+            reviews = partner.policy.spec.accessReview
+            record.review_days, record.on_overdue = reviews.reviewDays, reviews.onOverdue
+            record.unused_scope_days = reviews.unusedScopeDays
         legal = spec.get("legalBasis")
         record.legal_expires_on = legal.get("expiresOn") if isinstance(legal, dict) else None
         record.updated_at = self.now.isoformat()
         if record.phase == Phase.DECOMMISSIONED:
             record.phase = Phase.PROVISIONING
+        if record.reviewed_at == partner.approval.approved_at:
+            return []
+        record.reviewed_at, record.review_overdue_since = partner.approval.approved_at, None
+        details = {**partner.approval.to_json(), "reviewedAt": record.reviewed_at,
+                   "dueAt": _iso(review.due_at(record))}  # fmt: skip
+        return [self.journal.event(Event.REVIEW_RECORDED, record.key, details)]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def _keys_first_seen(record: PartnerRecord, spec: dict[str, Any], now: datetime) -> dict[str, str]:

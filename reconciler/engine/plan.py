@@ -16,13 +16,15 @@ from reconciler.manifests.models import client_authentication_of
 from reconciler.stores.records import PartnerRecord, WebhookRecord
 from reconciler.vocabulary import ActionName, CredentialState, Health, Phase
 
-__all__ = ["Action", "LiveState", "Plan", "desired_spec", "desired_webhooks", "make_plan", "rotation_settings",
-           "stable_until"]  # fmt: skip
+__all__ = ["REVIEW_OVERDUE", "Action", "LiveState", "Plan", "desired_spec", "desired_webhooks", "make_plan",
+           "review_settings", "rotation_settings", "stable_until"]  # fmt: skip
 
 # The order of a partner's actions: ActionName's own order, without the check.
 ORDER = {name: index for index, name in enumerate(ActionName)}
 # Why a client secret is revoked, or issued again, when the partner's client authentication changes.
 METHOD_CHANGED = "client-authentication-changed"
+# Why a partner is suspended when its access review is overdue and its tenant says onOverdue: suspend.
+REVIEW_OVERDUE = "review-overdue"
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,8 @@ def stable_until(desired: DesiredState, live: LiveState, *, now: datetime, check
                 moments.append(credential.revoke_after)
         if record is not None and record.last_check_at is not None:
             moments.append(datetime.fromisoformat(record.last_check_at) + check_interval)
+        if (review_due := _review_due(partner, record)) > now:  # one already overdue is audited, and stays so
+            moments.append(review_due)
     return min(moments)
 
 
@@ -122,6 +126,21 @@ def rotation_settings(partner: DesiredPartner, record: PartnerRecord | None) -> 
     return 90, 7
 
 
+def review_settings(partner: DesiredPartner, record: PartnerRecord | None) -> tuple[int, str]:
+    """The tenant's reviewDays and onOverdue for ``partner`` (DESIGN §12)."""
+    if partner.policy is not None:
+        return partner.policy.spec.accessReview.reviewDays, partner.policy.spec.accessReview.onOverdue
+    if record is not None:
+        return record.review_days, record.on_overdue
+    return 90, "flag"
+
+
+def _review_due(partner: DesiredPartner, record: PartnerRecord | None) -> datetime:
+    """When the approved version's review falls due: its approval is the last review of the partner's access."""
+    days, _ = review_settings(partner, record)
+    return datetime.fromisoformat(partner.approval.approved_at) + timedelta(days=days)
+
+
 def _converge(
     partner: DesiredPartner,
     record: PartnerRecord | None,
@@ -132,6 +151,10 @@ def _converge(
     key = partner.key
     spec = desired_spec(partner, record)
     suspended = bool(spec.get("suspended", False))
+    # onOverdue: suspend holds the partner suspended until an approved review (a newer approval of its file).
+    overdue = not suspended and review_settings(partner, record)[1] == "suspend" and now >= _review_due(partner, record)
+    why = REVIEW_OVERDUE if overdue else "suspended"
+    suspended = suspended or overdue
     actions: list[Action] = []
     new = record is None or record.decommissioned or record.blob is None
     active = active_credential(credentials)
@@ -154,9 +177,9 @@ def _converge(
 
     if suspended:
         if new or (record is not None and not record.suspended):
-            actions.append(Action(key, ActionName.SUSPEND_PARTNER, "suspended", {}))
+            actions.append(Action(key, ActionName.SUSPEND_PARTNER, why, {}))
         actions.extend(
-            Action(key, ActionName.REVOKE_CREDENTIAL, "suspended", {"credentialId": credential.credential_id})
+            Action(key, ActionName.REVOKE_CREDENTIAL, why, {"credentialId": credential.credential_id})
             for credential in credentials
         )
     elif method == "private_key_jwt":

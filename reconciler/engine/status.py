@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from reconciler.credentials import Credential, client_id_for
+from reconciler.engine import review
+from reconciler.engine import usage as scope_use
 from reconciler.manifests.models import client_authentication_of
-from reconciler.stores.records import PartnerRecord, WebhookRecord
+from reconciler.stores.records import PartnerRecord, ScopeUse, WebhookRecord
 from reconciler.vocabulary import Event, Health, Phase, WebhookState
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "inline_key_ids",
     "keys_in_use",
     "note_key_seen",
+    "scope_usage_json",
     "status_json",
     "webhook_result",
 ]
@@ -29,6 +32,7 @@ CONDITIONS = (
     "WebhooksRegistered",
     "HandshakeVerified",
     "WebhooksReachable",
+    "AccessReviewed",
     "Ready",
 )
 
@@ -41,7 +45,9 @@ def derive(record: PartnerRecord, active: Credential | None, *, webhooks_held: s
     jwt = client_authentication_of(record.spec) == PRIVATE_KEY_JWT
     if jwt:
         active = None
-    record.phase, record.health = _phase_and_health(record, active, jwt=jwt)
+    overdue = review.overdue(record, now)
+    record.phase, record.health = _phase_and_health(record, active, jwt=jwt, review_overdue=overdue)
+    due = review.due_at(record)
     webhook_states = [hook.state for hook in record.webhooks.values()]
     missing_hooks = sorted(set(record.webhooks) - webhooks_held)
     unreachable = [name for name, hook in sorted(record.webhooks.items()) if hook.state != WebhookState.ACTIVE]
@@ -61,6 +67,9 @@ def derive(record: PartnerRecord, active: Credential | None, *, webhooks_held: s
         "WebhooksReachable": _condition(not unreachable, "Reachable" if webhook_states else "NoWebhooks",
                                         "Unreachable",
                                         f"not active: {', '.join(unreachable)}" if unreachable else ""),
+        "AccessReviewed": _condition(not overdue, "Reviewed", "ReviewOverdue",
+                                     f"last reviewed {review.reviewed_at(record)}, next review due {due}" if due
+                                     else "no approved review yet"),
         "Ready": _condition(record.phase == Phase.ACTIVE and record.health == Health.HEALTHY, "Ready", record.phase,
                             f"{record.phase}/{record.health}"),
     }  # fmt: skip
@@ -76,7 +85,9 @@ def derive(record: PartnerRecord, active: Credential | None, *, webhooks_held: s
     record.conditions = conditions
 
 
-def _phase_and_health(record: PartnerRecord, active: Credential | None, *, jwt: bool) -> tuple[Phase, Health]:
+def _phase_and_health(
+    record: PartnerRecord, active: Credential | None, *, jwt: bool, review_overdue: bool
+) -> tuple[Phase, Health]:
     if record.phase in (Phase.DECOMMISSIONED, Phase.PENDING_APPROVAL):
         return record.phase, Health.UNKNOWN
     if record.suspended:
@@ -86,7 +97,7 @@ def _phase_and_health(record: PartnerRecord, active: Credential | None, *, jwt: 
     if record.handshake_at is None:
         return Phase.AWAITING_HANDSHAKE, Health.UNKNOWN
     failing = any(hook.state != WebhookState.ACTIVE for hook in record.webhooks.values())
-    return Phase.ACTIVE, Health.DEGRADED if failing else Health.HEALTHY
+    return Phase.ACTIVE, Health.DEGRADED if failing or review_overdue else Health.HEALTHY
 
 
 def _keys_message(record: PartnerRecord) -> str:
@@ -153,6 +164,21 @@ def status_json(record: PartnerRecord, active: Credential | None, rotation_days:
         ],
         "lastSuccessfulSync": record.last_successful_sync,
     }
+
+
+def scope_usage_json(record: PartnerRecord, usage: dict[str, ScopeUse], *, now: datetime) -> list[dict[str, Any]]:
+    """``scopeUsage`` of status (DESIGN §12): each approved scope's last use at the gateway and whether it is
+    unused (granted for the tenant's ``unusedScopeDays`` and not used in that time); ``usage``: the partner's."""
+    since = scope_use.granted_since(record)
+    unused: set[str] = set()
+    if since is not None:
+        unused = set(scope_use.unused_scopes(record.scopes, usage, granted_since=since, now=now,
+                                             unused_days=scope_use.unused_days(record)))  # fmt: skip
+    entries = []
+    for name in record.scopes:
+        moment = scope_use.last_used(usage.get(name))
+        entries.append({"name": name, "lastUsed": moment.isoformat() if moment else None, "unused": name in unused})
+    return entries
 
 
 def _credential_json(record: PartnerRecord, active: Credential | None, rotation_days: int) -> dict[str, Any] | None:

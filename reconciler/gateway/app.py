@@ -24,7 +24,8 @@ introspection endpoints alike; whether a verified access token still stands is d
 place, :meth:`Gateway._live`. Rate limits (:mod:`reconciler.gateway.limits`) apply to those three
 endpoints and the API routes (ping, authz, catalog routes), per partner, and to failed client
 authentications per client id; every answer to an identified partner or client id carries the
-``RateLimit-Policy`` and ``RateLimit`` fields.
+``RateLimit-Policy`` and ``RateLimit`` fields. A request that passes its route's scope check counts one
+use of that scope (:mod:`reconciler.gateway.usage`: in memory, written in batches, never a request log).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from reconciler.gateway.routes import Route, RouteTable
 from reconciler.gateway.selfservice import PREFIX as SELF_PREFIX
 from reconciler.gateway.selfservice import SelfService, SelfServiceError
 from reconciler.gateway.tokens import AccessToken, TokenAuthority, TokenError
+from reconciler.gateway.usage import FLUSH_SECONDS, UsageCounter
 from reconciler.manifests.models import client_authentication_of
 from reconciler.stores import Stores
 from reconciler.stores.records import PartnerRecord
@@ -176,7 +178,9 @@ class Directory:
 
 
 class Gateway:
-    """``rate_limits=False`` switches every limit off (a baseline for benchmarks, or limits enforced in front)."""
+    """``rate_limits=False`` switches every limit off (a baseline for benchmarks, or limits enforced in front);
+    ``count_usage=False`` counts no scope use (a baseline for benchmarks); counts are written every
+    ``usage_flush_seconds`` (0: on every request) and at :meth:`close`."""
 
     def __init__(
         self,
@@ -186,6 +190,8 @@ class Gateway:
         upstream: Upstream | None = None,
         rate_limits: bool = True,
         keys: KeySource | None = None,
+        count_usage: bool = True,
+        usage_flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
         self.stores = stores
         self.keys: KeySource = keys or InlineKeys()  # private_key_jwt keys; the CLI's KeyCache also fetches jwksUri
@@ -195,6 +201,9 @@ class Gateway:
         self.upstream = upstream
         self.limiter = Limiter(stores.journal) if rate_limits else None
         self.self_service = SelfService(stores, self.limiter)
+        self.usage: UsageCounter | None = (
+            UsageCounter(stores.journal, flush_seconds=usage_flush_seconds) if count_usage else None
+        )
         self._last_sync: dict[str, float] = {}
         self._outages: dict[str, tuple[float, int]] = {}  # message -> (last logged, refused since)
         self._threads = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="gateway-store")
@@ -561,7 +570,8 @@ class Gateway:
 
     def _decide(self, method: str, path: str, authorization: str | None) -> tuple[Caller, Route, dict[str, str]]:
         """Whether this request may pass (in a store thread): a catalog route, a valid token, the partner's
-        rate limit, the route's scope; with the RateLimit fields of its answer."""
+        rate limit, the route's scope; with the RateLimit fields of its answer. One that passes counts a use
+        of the route's scope."""
         self.directory.refresh()
         route = self.directory.routes.match(method, path)
         if route is None:
@@ -573,6 +583,8 @@ class Gateway:
             raise Refusal(403, {"error": "insufficient_scope", "scope": route.scope},
                           {"www-authenticate": challenge, **limit},
                           denial=(caller, method, path, route.scope))  # fmt: skip
+        if self.usage is not None:
+            self.usage.count(caller.partner, route.scope, clock.now())
         return caller, route, limit
 
     async def _authz(self, scope: Scope, send: Send) -> None:
@@ -674,7 +686,10 @@ class Gateway:
                 self.journal.record([record], [], now=clock.now())
 
     def close(self) -> None:
+        """Stop the store threads and write the scope uses counted since the last flush (the stores stay open)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
+        if self.usage is not None:
+            self.usage.close()
 
 
 OAUTH_ENDPOINTS = {"/oauth2/token": "_token", "/oauth2/revoke": "_revoke", "/oauth2/introspect": "_introspect"}

@@ -215,6 +215,10 @@ class Mapping(Model):
     fields: Annotated[dict[FieldName, PartnerFieldName], Field(min_length=1)]
 
 
+class AccessReview(Model):
+    reviewedOn: IsoDate
+
+
 class PartnerSpec(Model):
     organization: Organization
     legalBasis: LegalBasis | None = None
@@ -224,6 +228,7 @@ class PartnerSpec(Model):
     residency: Residency
     webhooks: list[Webhook] = Field(default_factory=list)
     mappings: list[Mapping] = Field(default_factory=list)
+    accessReview: AccessReview | None = None
     suspended: bool = False
 
     @field_validator("contacts")
@@ -357,6 +362,14 @@ class GatewayPolicy(Model):
     burst: Annotated[Int, Field(ge=1, le=10_000)] = 100
 
 
+class AccessReviewPolicy(Model):
+    """How often a partner's access is reviewed, and what an overdue review does (DESIGN §12)."""
+
+    reviewDays: Annotated[Int, Field(ge=1, le=3650)] = 90
+    onOverdue: Literal["flag", "suspend"] = "flag"
+    unusedScopeDays: Annotated[Int, Field(ge=1, le=3650)] = 90
+
+
 class TenantPolicySpec(Model):
     approvers: Annotated[list[Approver], Field(min_length=1)]
     allowedScopes: list[ScopeName]
@@ -368,6 +381,7 @@ class TenantPolicySpec(Model):
         Field(default_factory=lambda: list(CLIENT_AUTHENTICATION_METHODS))
     )
     gateway: GatewayPolicy = Field(default_factory=GatewayPolicy)
+    accessReview: AccessReviewPolicy = Field(default_factory=AccessReviewPolicy)
 
 
 class TenantPolicy(Model):

@@ -215,6 +215,13 @@ def check_partner(findings: Findings, partner: IntegrationPartner, context: Part
     _check_auth_and_webhook_urls(findings, partner, context)
     _check_client_authentication(findings, partner, context)
     legal_basis_ok = _check_legal_basis(findings, partner, context.today)
+    review = partner.spec.accessReview
+    if review is not None and date.fromisoformat(review.reviewedOn) > context.today:
+        findings.add(
+            Code.SCHEMA,
+            ("spec", "accessReview", "reviewedOn"),
+            f"reviewedOn {review.reviewedOn} is in the future; record the day the review took place",
+        )
     catalog = context.catalog
     if catalog is not None:
         _check_references(findings, partner, catalog)

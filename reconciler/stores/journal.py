@@ -1,9 +1,10 @@
 """The installation journal: the audit chain and its head, settings, the plan memo, the webhook outbox,
-and what gateway replicas share (rate-limit buckets, keys seen once, revoked access tokens).
+and what gateway replicas share (rate-limit buckets, keys seen once, revoked access tokens, scope usage).
 
 What is not per partner lives here. Each concern is a small Protocol, so that a component depends
 only on what it uses (the dispatcher on :class:`OutboxStore`, the planner on :class:`MemoStore`,
-the gateway's limits on :class:`LimitStore`); a backend keeping all of them implements :class:`JournalStore`.
+the gateway's limits on :class:`LimitStore`, its usage counters on :class:`UsageStore`); a backend keeping
+all of them implements :class:`JournalStore`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from reconciler.stores.records import AuditEvent, AuditHead, DeliveryAttempt, DeliveryRow, PartnerRecord, StoredEvent
+from reconciler.stores.records import (
+    AuditEvent,
+    AuditHead,
+    DeliveryAttempt,
+    DeliveryRow,
+    PartnerRecord,
+    ScopeUse,
+    StoredEvent,
+)
 
 __all__ = [
-    "AuditStore", "Bucket", "JournalStore", "LimitStore", "MemoStore", "OutboxStore", "RevocationStore",
-    "SettingsStore",
+    "USAGE_DAYS", "AuditStore", "Bucket", "JournalStore", "LimitStore", "MemoStore", "OutboxStore", "RevocationStore",
+    "SettingsStore", "UsageStore",
 ]  # fmt: skip
 
 
@@ -106,6 +115,10 @@ class OutboxStore(Protocol):
     def prune_attempts(self, before: str) -> int:
         """Drop attempts logged before ``before`` (ISO 8601); how many."""
 
+    def attempt_counts(self, since: str) -> dict[tuple[str, str], dict[str, int]]:
+        """Logged attempts since ``since`` (ISO 8601), counted per (partner, webhook) and outcome status, in one
+        read (the compliance report's delivery counts)."""
+
 
 @dataclass(frozen=True)
 class Bucket:
@@ -148,7 +161,30 @@ class RevocationStore(Protocol):
         """Changes whenever a token is revoked, by any process; None if unknowable (then ask every time)."""
 
 
-class JournalStore(AuditStore, SettingsStore, MemoStore, OutboxStore, LimitStore, RevocationStore, Protocol):
+# How many recent days of use counts :meth:`UsageStore.scope_usage` gives at least (the last use is kept for good).
+USAGE_DAYS = 90
+
+
+class UsageStore(Protocol):
+    """Uses of each partner's scopes at the gateway, per day, and the last use (DESIGN §12): counters that
+    gateway replicas add to in batches, never a request log."""
+
+    def count_uses(self, uses: dict[tuple[str, str, str], int], last: dict[tuple[str, str], str]) -> None:
+        """Add ``uses`` (keyed partner "tenant/name", scope, day "YYYY-MM-DD") to the counts and move the last
+        use of each (partner, scope) in ``last`` (ISO 8601 UTC) forward, never backward: one write transaction
+        for the whole batch, safe beside other replicas writing at the same time."""
+
+    def scope_usage(self, partners: list[str] | None = None) -> dict[str, dict[str, ScopeUse]]:
+        """Per partner (of ``partners``, or all), per scope ever used: its last use and its uses per day of
+        the last 90 days (at least), in one read."""
+
+    def prune_usage(self, before_day: str) -> int:
+        """Drop the day counts of days before ``before_day`` ("YYYY-MM-DD"); the last uses stay. How many."""
+
+
+class JournalStore(
+    AuditStore, SettingsStore, MemoStore, OutboxStore, LimitStore, RevocationStore, UsageStore, Protocol
+):
     """Everything an installation keeps besides partner records and secrets."""
 
     def close(self) -> None: ...

@@ -21,6 +21,7 @@ __all__ = [
     "OutboxEvent",
     "PartnerRecord",
     "Pickup",
+    "ScopeUse",
     "StoredEvent",
     "WebhookRecord",
 ]
@@ -74,6 +75,13 @@ class PartnerRecord:
     last_check_at: str | None = None
     # private_key_jwt: each key id in use (the manifest's jwks, or seen at its jwksUri) and when it was first seen
     keys_first_seen: dict[str, str] = field(default_factory=dict)
+    # Access reviews (DESIGN §12), from the tenant policy's accessReview: the last approved review of the
+    # manifest, and since when an overdue review has been audited (once) and shown.
+    reviewed_at: str | None = None
+    review_days: int = 90
+    on_overdue: str = "flag"
+    unused_scope_days: int = 90
+    review_overdue_since: str | None = None
 
     @property
     def tenant(self) -> str:
@@ -204,3 +212,14 @@ class DeliveryAttempt:
     http_status: int | None = None
     error: str | None = None
     latency_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class ScopeUse:
+    """How a partner used one scope at the gateway (DESIGN §12): counters, never a request log.
+
+    ``last_used``: the last use (ISO 8601 UTC), or None when never used; ``days``: uses per day
+    (``YYYY-MM-DD``, UTC) of the recent days a store keeps."""
+
+    last_used: str | None
+    days: dict[str, int] = field(default_factory=dict)

@@ -457,3 +457,43 @@ def test_a_replay_requeues_a_window_in_its_own_lane(journal: tuple[Journal, Part
     store.hold(ACME, "a")
     assert {row.message_id for row in store.due(500.0, 10, replaying=True)} == {"msg_1b", "msg_2b"}, (
         "a webhook deactivated meanwhile holds its replays too")
+
+
+def test_concurrent_batches_of_scope_uses_from_two_processes_add_up_exactly(shared: Shared) -> None:
+    stores = [shared.store, shared.open_another()]
+
+    def count(store: Journal) -> None:
+        for n in range(25):
+            store.count_uses({(ACME, "payment:status:read", "2026-11-28"): 1, (ACME, "payment:status:update",
+                              "2026-11-28"): 2, (BETA, "payment:status:read", "2026-11-27"): 1},
+                             {(ACME, "payment:status:read"): f"2026-11-28T11:{n:02d}:00+00:00"})  # fmt: skip
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(count, stores * 2))
+    usage = shared.open_another().scope_usage()
+    assert usage[ACME]["payment:status:read"].days == {"2026-11-28": 100}
+    assert usage[ACME]["payment:status:update"].days == {"2026-11-28": 200}
+    assert usage[BETA]["payment:status:read"].days == {"2026-11-27": 100}
+    assert usage[ACME]["payment:status:read"].last_used == "2026-11-28T11:24:00+00:00"
+    assert usage[ACME]["payment:status:update"].last_used is None, "no last use was given for it"
+    assert set(shared.store.scope_usage([BETA])) == {BETA}, "only the partners asked for"
+
+
+def test_the_last_use_of_a_scope_never_moves_backwards(shared: Shared) -> None:
+    store, scope = shared.store, (ACME, "payment:status:read")
+    store.count_uses({}, {scope: "2026-11-28T10:00:00+00:00"})
+    shared.open_another().count_uses({}, {scope: "2026-11-28T09:59:59.900000+00:00"})  # a replica with an older batch
+    assert store.scope_usage()[ACME]["payment:status:read"].last_used == "2026-11-28T10:00:00+00:00"
+    store.count_uses({}, {scope: "2026-11-28T12:30:00Z"})
+    assert store.scope_usage([ACME])[ACME]["payment:status:read"].last_used == "2026-11-28T12:30:00+00:00"
+
+
+def test_day_counts_older_than_ninety_days_are_left_out_and_pruned(shared: Shared) -> None:
+    store = shared.store
+    days = {"2026-06-01": 4, "2026-09-01": 3, "2026-11-28": 2}
+    store.count_uses({(ACME, "payment:status:read", day): n for day, n in days.items()},
+                     {(ACME, "payment:status:read"): "2026-11-28T12:00:00+00:00"})  # fmt: skip
+    assert store.scope_usage()[ACME]["payment:status:read"].days == {"2026-09-01": 3, "2026-11-28": 2}
+    assert store.prune_usage("2026-10-01") == 2
+    assert shared.count("scope_usage") == 1
+    assert store.scope_usage()[ACME]["payment:status:read"].last_used == "2026-11-28T12:00:00+00:00", "kept"

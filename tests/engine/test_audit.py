@@ -36,7 +36,7 @@ def verdict(installation: Installation) -> tuple[int, dict[str, object]]:
 
 def test_entries_have_the_design_fields_and_chain(audited: Installation) -> None:
     entries = [json.loads(line) for line in lines(audited)]
-    assert len(entries) == 10  # 2 x (issued, registered, approval, webhook registered, webhook failing)
+    assert len(entries) == 12  # 2 x (issued, registered, approval, review, webhook registered, webhook failing)
     previous = "0" * 64
     for seq, entry in enumerate(entries, start=1):
         assert set(entry) == {"seq", "time", "actor", "event", "partner", "details", "prev_hash", "hash"}
@@ -44,7 +44,7 @@ def test_entries_have_the_design_fields_and_chain(audited: Installation) -> None
         assert entry["prev_hash"] == previous
         assert entry["hash"] == entry_hash(entry)
         previous = entry["hash"]
-    assert verdict(audited) == (0, {"intact": True, "entries": 10, "firstBrokenSeq": None, "problem": None})
+    assert verdict(audited) == (0, {"intact": True, "entries": 12, "firstBrokenSeq": None, "problem": None})
 
 
 def _edit_details(entries: list[str]) -> list[str]:
@@ -94,7 +94,7 @@ def test_a_rewritten_chain_does_not_match_the_committed_head(audited: Installati
     rewrite(audited, forged)
     code, report = verdict(audited)
     assert code == 1
-    assert report["firstBrokenSeq"] == 10
+    assert report["firstBrokenSeq"] == 12
 
 
 def test_apply_refuses_to_write_onto_a_truncated_log(audited: Installation) -> None:

@@ -50,10 +50,11 @@ def test_first_onboarding_registers_issues_and_registers_webhooks(installation: 
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions == {
         "Approved": "True", "CredentialsIssued": "True", "WebhooksRegistered": "True",
-        "HandshakeVerified": "False", "WebhooksReachable": "False", "Ready": "False",
+        "HandshakeVerified": "False", "WebhooksReachable": "False", "AccessReviewed": "True", "Ready": "False",
     }  # fmt: skip
     assert installation.events(ACME) == [
-        "credential.issued", "partner.registered", "approval.recorded", "webhook.registered", "webhook.failing",
+        "credential.issued", "partner.registered", "approval.recorded", "review.recorded", "webhook.registered",
+        "webhook.failing",
     ]  # fmt: skip
 
 

@@ -123,6 +123,21 @@ CREATE INDEX deliveries_replay_due ON deliveries (next_attempt_at, id) WHERE sta
 CREATE INDEX events_by_time ON events (received_at);
 """,
     ),
+    Migration(
+        5,
+        "scope usage: uses per day, and the last use in a table of its own",
+        """
+-- Gateways add their batches with INSERT … ON CONFLICT: uses += n per (partner, scope, day), and the last
+-- use per (partner, scope) moved only forward (GREATEST). Counters, never a request log (DESIGN §12).
+CREATE TABLE scope_last_use (
+    partner text NOT NULL, scope text NOT NULL, last_used timestamptz NOT NULL, PRIMARY KEY (partner, scope)
+);
+INSERT INTO scope_last_use (partner, scope, last_used)
+    SELECT partner, scope, max(last_used) FROM scope_usage GROUP BY partner, scope;
+ALTER TABLE scope_usage DROP COLUMN last_used;
+CREATE INDEX scope_usage_by_day ON scope_usage (day);
+""",
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -14,6 +14,8 @@
   bucket's row (its row lock orders concurrent takes), which also notifies ``partnerctl_buckets``; a
   listening process then knows a bucket nobody took from for a whole refill is full, and
   :meth:`PostgresJournal.level` answers without a round trip. Keys seen once are one ``INSERT … ON CONFLICT``.
+- Scope-usage batches from any number of gateways add up: ``uses = uses + EXCLUDED.uses`` and
+  ``last_used = GREATEST(…)`` upserts, in key order (concurrent batches lock rows in the same order).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -35,8 +37,16 @@ from reconciler.backends.postgresql.database import Database
 from reconciler.backends.postgresql.schema import LOCK_SPACE
 from reconciler.errors import Busy, IntegrityError
 from reconciler.stores.audit import canonical, chain
-from reconciler.stores.journal import Bucket
-from reconciler.stores.records import AuditEvent, AuditHead, DeliveryAttempt, DeliveryRow, PartnerRecord, StoredEvent
+from reconciler.stores.journal import USAGE_DAYS, Bucket
+from reconciler.stores.records import (
+    AuditEvent,
+    AuditHead,
+    DeliveryAttempt,
+    DeliveryRow,
+    PartnerRecord,
+    ScopeUse,
+    StoredEvent,
+)
 from reconciler.vocabulary import DeliveryStatus
 
 __all__ = ["CLAIM_SECONDS", "PostgresJournal", "PostgresPartners"]
@@ -370,6 +380,51 @@ class PostgresJournal:
             conn.execute("DELETE FROM remembered_keys WHERE expires_at <= %s", (now,))
             conn.execute("DELETE FROM revoked_tokens WHERE expires_at <= to_timestamp(%s)", (now,))
 
+    # --- scope usage (counters the gateways add to in batches) ----------------------------------------
+
+    def count_uses(self, uses: dict[tuple[str, str, str], int], last: dict[tuple[str, str], str]) -> None:
+        counts = sorted((partner, scope, date.fromisoformat(day), n) for (partner, scope, day), n in uses.items()
+                        if n > 0)  # fmt: skip
+        moments = sorted((partner, scope, _moment(text)) for (partner, scope), text in last.items())
+        if not counts and not moments:
+            return
+        with self._writing() as conn, conn.cursor() as cursor:
+            if counts:
+                cursor.executemany(
+                    "INSERT INTO scope_usage (partner, scope, day, uses) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (partner, scope, day) DO UPDATE SET uses = scope_usage.uses + EXCLUDED.uses",
+                    counts,
+                )
+            if moments:
+                cursor.executemany(
+                    "INSERT INTO scope_last_use (partner, scope, last_used) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (partner, scope) DO UPDATE "
+                    "SET last_used = GREATEST(scope_last_use.last_used, EXCLUDED.last_used)",
+                    moments,
+                )
+
+    def scope_usage(self, partners: list[str] | None = None) -> dict[str, dict[str, ScopeUse]]:
+        since = (clock.now() - timedelta(days=USAGE_DAYS)).date()
+        only, wanted = ("", []) if partners is None else (" AND partner = ANY(%s)", [sorted(set(partners))])
+        with self.database.connection() as conn, conn.transaction():  # one snapshot for both
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            moments = conn.execute(f"SELECT partner, scope, last_used FROM scope_last_use WHERE true{only}",
+                                   wanted).fetchall()  # fmt: skip
+            counts = conn.execute(f"SELECT partner, scope, day, uses FROM scope_usage WHERE day >= %s{only}",
+                                  [since, *wanted]).fetchall()  # fmt: skip
+        found: dict[str, dict[str, ScopeUse]] = {}
+        days: dict[tuple[str, str], dict[str, int]] = {}
+        for partner, scope, day, count in counts:
+            days.setdefault((partner, scope), {})[day.isoformat()] = int(count)
+        last = {(partner, scope): _text(moment) for partner, scope, moment in moments}
+        for key in sorted(last.keys() | days.keys()):
+            found.setdefault(key[0], {})[key[1]] = ScopeUse(last.get(key), dict(sorted(days.get(key, {}).items())))
+        return found
+
+    def prune_usage(self, before_day: str) -> int:
+        with self._writing() as conn:
+            return conn.execute("DELETE FROM scope_usage WHERE day < %s", (date.fromisoformat(before_day),)).rowcount
+
     # --- the delivery log -------------------------------------------------------------------------
 
     def log_attempts(self, attempts: list[DeliveryAttempt]) -> None:
@@ -404,6 +459,14 @@ class PostgresJournal:
             return conn.execute("DELETE FROM delivery_attempts WHERE attempted_at < %s",
                                 (datetime.fromisoformat(before),)).rowcount  # fmt: skip
 
+    def attempt_counts(self, since: str) -> dict[tuple[str, str], dict[str, int]]:
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        query = ("SELECT partner, webhook, status, COUNT(*) FROM delivery_attempts WHERE attempted_at >= %s "
+                 "GROUP BY partner, webhook, status")  # fmt: skip
+        for partner, webhook, status, count in self.database.rows(query, (datetime.fromisoformat(since),)):
+            counts.setdefault((partner, webhook), {})[status] = int(count)
+        return counts
+
     def close(self) -> None:
         self.database.close()
 
@@ -416,6 +479,16 @@ def _record(key: str, data: Any) -> PartnerRecord:
             f"the live record of {key} in PostgreSQL is damaged ({type(error).__name__}); restore the partners "
             "table from a backup, or delete that row to have the next apply register the partner again"
         ) from error
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _text(moment: datetime) -> str:
+    """A last use as the SQLite store gives it: UTC, to the second."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _delivery(row: Any) -> DeliveryRow:

@@ -2,9 +2,10 @@
 
 ``state.db`` under ``--home`` holds the partner records, the audit chain's committed head, settings,
 the memo, the webhook outbox, and what gateway processes share (rate-limit buckets, keys seen once,
-revoked tokens with a change counter of their own); the chain itself is ``audit.jsonl`` beside it. When the records
-live in the same database as the head (the default), a partner's record and the audit entries that
-explain it commit in one transaction. When they live elsewhere (Kubernetes), the head commits first.
+revoked tokens with a change counter of their own, scope-usage counters); the chain itself is
+``audit.jsonl`` beside it. When the records live in the same database as the head (the default), a
+partner's record and the audit entries that explain it commit in one transaction. When they live
+elsewhere (Kubernetes), the head commits first.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,17 @@ from reconciler.backends.sqlite.database import Database, change_counter, read_c
 from reconciler.backends.sqlite.lock import installation_lock
 from reconciler.errors import IntegrityError
 from reconciler.stores.audit import chain
-from reconciler.stores.journal import Bucket
+from reconciler.stores.journal import USAGE_DAYS, Bucket
 from reconciler.stores.partners import PartnerStore
-from reconciler.stores.records import AuditEvent, AuditHead, DeliveryAttempt, DeliveryRow, PartnerRecord, StoredEvent
+from reconciler.stores.records import (
+    AuditEvent,
+    AuditHead,
+    DeliveryAttempt,
+    DeliveryRow,
+    PartnerRecord,
+    ScopeUse,
+    StoredEvent,
+)
 from reconciler.vocabulary import DeliveryStatus
 
 __all__ = ["SCHEMA", "SqliteJournal", "SqlitePartners"]
@@ -62,6 +71,14 @@ CREATE TABLE IF NOT EXISTS revocation_changes (id INTEGER PRIMARY KEY CHECK (id 
 INSERT OR IGNORE INTO revocation_changes (id, version) VALUES (1, 0);
 CREATE TRIGGER IF NOT EXISTS revoked_tokens_counts AFTER INSERT ON revoked_tokens
 BEGIN UPDATE revocation_changes SET version = version + 1 WHERE id = 1; END;
+CREATE TABLE IF NOT EXISTS scope_usage (
+    partner TEXT NOT NULL, scope TEXT NOT NULL, day TEXT NOT NULL, uses INTEGER NOT NULL,
+    PRIMARY KEY (partner, scope, day)
+);
+CREATE INDEX IF NOT EXISTS scope_usage_by_day ON scope_usage (day);
+CREATE TABLE IF NOT EXISTS scope_last_use (
+    partner TEXT NOT NULL, scope TEXT NOT NULL, last_used TEXT NOT NULL, PRIMARY KEY (partner, scope)
+);
 """
     + change_counter(("partners",))
 )
@@ -329,6 +346,49 @@ class SqliteJournal:
             self.database.execute("DELETE FROM remembered_keys WHERE expires_at <= ?", (now,))
             self.database.execute("DELETE FROM revoked_tokens WHERE expires_at <= ?", (now,))
 
+    # --- scope usage (counters the gateways add to in batches) ----------------------------------------
+
+    def count_uses(self, uses: dict[tuple[str, str, str], int], last: dict[tuple[str, str], str]) -> None:
+        counts = sorted((partner, scope, day, n) for (partner, scope, day), n in uses.items() if n > 0)
+        moments = sorted((partner, scope, _utc(moment)) for (partner, scope), moment in last.items())
+        if not counts and not moments:
+            return
+        with self.database.transaction():  # BEGIN IMMEDIATE: another gateway's batch waits, then adds to this one
+            self.database.executemany(
+                "INSERT INTO scope_usage (partner, scope, day, uses) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (partner, scope, day) DO UPDATE SET uses = scope_usage.uses + excluded.uses",
+                counts,
+            )
+            self.database.executemany(
+                "INSERT INTO scope_last_use (partner, scope, last_used) VALUES (?, ?, ?) ON CONFLICT (partner, scope) "
+                "DO UPDATE SET last_used = max(scope_last_use.last_used, excluded.last_used)",
+                moments,
+            )
+
+    def scope_usage(self, partners: list[str] | None = None) -> dict[str, dict[str, ScopeUse]]:
+        since = (clock.now() - timedelta(days=USAGE_DAYS)).date().isoformat()
+        if partners is None:
+            moments = self.database.rows("SELECT partner, scope, last_used FROM scope_last_use")
+            counts = self.database.rows("SELECT partner, scope, day, uses FROM scope_usage WHERE day >= ?", (since,))
+        else:
+            moments, counts = [], []
+            unique = sorted(set(partners))
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                moments += self.database.rows(
+                    f"SELECT partner, scope, last_used FROM scope_last_use WHERE partner IN ({marks})", chunk
+                )
+                counts += self.database.rows(
+                    f"SELECT partner, scope, day, uses FROM scope_usage WHERE day >= ? AND partner IN ({marks})",
+                    [since, *chunk],
+                )
+        return _usage(moments, counts)
+
+    def prune_usage(self, before_day: str) -> int:
+        with self.database.transaction():
+            return self.database.execute("DELETE FROM scope_usage WHERE day < ?", (before_day,)).rowcount
+
     # --- the delivery log -------------------------------------------------------------------------
 
     def log_attempts(self, attempts: list[DeliveryAttempt]) -> None:
@@ -358,6 +418,14 @@ class SqliteJournal:
         with self.database.transaction():
             return self.database.execute("DELETE FROM delivery_attempts WHERE attempted_at < ?", (before,)).rowcount
 
+    def attempt_counts(self, since: str) -> dict[tuple[str, str], dict[str, int]]:
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        query = ("SELECT partner, webhook, status, COUNT(*) FROM delivery_attempts WHERE attempted_at >= ? "
+                 "GROUP BY partner, webhook, status")  # fmt: skip
+        for partner, webhook, status, count in self.database.rows(query, (since,)):
+            counts.setdefault((partner, webhook), {})[status] = int(count)
+        return counts
+
     def close(self) -> None:
         self.database.close()
 
@@ -370,6 +438,24 @@ def _refilled(row: Any, *, rate: float, burst: float, now: float) -> tuple[float
     tokens, updated_at = float(row[0]), float(row[1])
     moment = max(now, updated_at)
     return min(float(burst), tokens + (moment - updated_at) * rate), moment
+
+
+def _utc(moment: str) -> str:
+    """An ISO 8601 time as one fixed form in UTC, so that later times also compare greater as text."""
+    parsed = datetime.fromisoformat(moment)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _usage(moments: list[Any], counts: list[Any]) -> dict[str, dict[str, ScopeUse]]:
+    """Rows of last uses (partner, scope, time) and day counts (partner, scope, day, uses) as records."""
+    days: dict[tuple[str, str], dict[str, int]] = {}
+    for partner, scope, day, uses in counts:
+        days.setdefault((partner, scope), {})[day] = int(uses)
+    last: dict[tuple[str, str], str | None] = {(partner, scope): moment for partner, scope, moment in moments}
+    found: dict[str, dict[str, ScopeUse]] = {}
+    for key in sorted(last.keys() | days.keys()):
+        found.setdefault(key[0], {})[key[1]] = ScopeUse(last.get(key), dict(sorted(days.get(key, {}).items())))
+    return found
 
 
 def _record(key: str, data: str) -> PartnerRecord:
