@@ -47,9 +47,7 @@ def serve(
     settings = settings_from(ctx, given)
     wiring.check_listen_address(host, port, "--host")
     app = wiring.gateway(settings, issuer=issuer or f"http://{host}:{port}", upstream=upstream,
-                         rate_limits=not no_rate_limits)  # fmt: skip
-    if no_usage_counting:
-        app.usage = None  # nothing was counted yet
+                         rate_limits=not no_rate_limits, count_usage=not no_usage_counting)  # fmt: skip
     limits = " without rate limits" if no_rate_limits else ""
     limits += " without usage counting" if no_usage_counting else ""
     click.echo(f"partnerctl gateway on http://{host}:{port} (issuer {app.tokens.issuer}){limits}", err=True)

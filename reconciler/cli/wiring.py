@@ -170,7 +170,9 @@ def dispatcher(settings: Settings, schedule: str | None) -> Dispatcher:
     return Dispatcher(stores(settings), transport, schedule=steps)
 
 
-def gateway(settings: Settings, *, issuer: str, upstream: str | None, rate_limits: bool = True) -> Gateway:
+def gateway(
+    settings: Settings, *, issuer: str, upstream: str | None, rate_limits: bool = True, count_usage: bool = True
+) -> Gateway:
     from reconciler.gateway.app import Gateway
     from reconciler.gateway.keys import KeyCache
     from reconciler.gateway.upstream import HttpUpstream
@@ -178,7 +180,7 @@ def gateway(settings: Settings, *, issuer: str, upstream: str | None, rate_limit
     opened = stores(settings, for_gateway=True)
     try:
         return Gateway(opened, issuer=issuer, upstream=HttpUpstream(upstream) if upstream else None,
-                       rate_limits=rate_limits,
+                       rate_limits=rate_limits, count_usage=count_usage,
                        keys=KeyCache(allow_loopback=settings.dev_allow_loopback_webhooks))  # fmt: skip
     except ReconcilerError:
         opened.close()

@@ -13,15 +13,6 @@ ACME = f"{TENANT}/acme-bank"
 OWNER, ALICE, BOB = "owner-gh", "alice-msa", "bob-other"
 
 
-@pytest.fixture
-def on_github(approved: Installation, github: FakeGitHub) -> Installation:
-    """The ``approved`` repository, its first commit merged as pull request #1 approved by a platform owner."""
-    first = approved.repo.git.head.commit.hexsha
-    github.merged_pull(1, merge_sha=first, head_sha=first, body="Catalog and tenants\n\nPolicy-Document: PLAT-1")
-    github.review(1, OWNER, "APPROVED", first)
-    return approved
-
-
 def pull_request(installation: Installation, github: FakeGitHub, *, body: str = "Policy-Document: DPA-2026-031",
                  number: int = 2) -> tuple[str, str, str]:  # fmt: skip
     """Branch, two commits, and a merge on main registered as pull request ``number``: (first head, head, merge)."""

@@ -11,8 +11,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from tests.approval.test_github_approval import ALICE, on_github, pull_request, run_github  # noqa: F401 - fixture
-from tests.conftest import Onboarded, People
+from tests.conftest import Onboarded, People, merge_pull_request
 from tests.support import apps
 from tests.support.engine import Installation
 from tests.support.github import FakeGitHub
@@ -147,33 +146,31 @@ def test_with_suspend_an_overdue_partner_is_suspended_until_an_approved_review_g
 
 
 def test_with_suspend_an_overdue_partner_is_suspended_until_an_approved_review_github(
-    on_github: Installation, github: FakeGitHub, people: People, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    on_github: Installation, github: FakeGitHub, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     policy = policy_text(TENANT, people.alice.approver_yaml("alice-msa")) + SUSPEND
     on_github.repo.write(f"policies/{TENANT}.yaml", policy)
     change = on_github.repo.commit("Reviews suspend")
     github.merged_pull(7, merge_sha=change, head_sha=change, body="Policy-Document: PLAT-2")
     github.review(7, "owner-gh", "APPROVED", change)
-    _, head, _ = pull_request(on_github, github)
-    github.review(2, ALICE, "APPROVED", head)
-    run_github(on_github, "apply")
+    merge_pull_request(on_github, github, 2)
+    apply_github(on_github)
     start = approved_at(on_github)
 
     at(monkeypatch, start + timedelta(days=91))
-    run_github(on_github, "apply")
+    apply_github(on_github)
     assert on_github.status()[ACME]["phase"] == "SUSPENDED"
 
-    on_github.repo.branch("review-acme")
-    on_github.repo.write_partner(reviewed(PARTNER, start + timedelta(days=91)))
-    review_head = on_github.repo.commit("Review ACME's access")
-    on_github.repo.checkout("main")
-    merge = on_github.repo.merge("review-acme", "Merge pull request #3")
-    github.merged_pull(3, merge_sha=merge, head_sha=review_head, body="Policy-Document: DPA-2026-031")
-    github.review(3, ALICE, "APPROVED", review_head)
-    github.reviews[3][-1]["submitted_at"] = (start + timedelta(days=91)).isoformat()
-    run_github(on_github, "apply")
+    merge_pull_request(on_github, github, 3, text=reviewed(PARTNER, start + timedelta(days=91)))
+    github.reviews[3][-1]["submitted_at"] = (start + timedelta(days=91)).isoformat()  # reviewed on that day
+    apply_github(on_github)
     assert on_github.status()[ACME]["phase"] != "SUSPENDED"
     assert condition(on_github, "AccessReviewed")["status"] == "True"
+
+
+def apply_github(installation: Installation) -> None:
+    result = installation.run("apply", approval="github")
+    assert result.exit_code == 0, result
 
 
 def test_a_review_dated_in_the_future_is_a_schema_violation(installation: Installation) -> None:
