@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench venv kube clean
+.PHONY: demo test lint bench venv kube chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,19 @@ lint: $(STAMP)
 kube:
 	@bash tests/support/build_kube.sh >/dev/null || [ $$? -eq 3 ]
 
-test: lint kube
+# Debian's headless Chromium for the console's browser tests, which Playwright drives (it never downloads
+# a browser). Installed through apt when missing and make runs as root (CI); otherwise those tests are
+# skipped and name the missing binary.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+			>/dev/null || echo "make: could not install chromium: the browser tests will be skipped" >&2; \
+	else echo "make: $(CHROMIUM) is missing (as root: apt-get install chromium): the browser tests will be skipped" >&2; fi
+
+test: lint kube chromium
 	$(BIN)/python -m pytest
 
 bench: $(STAMP) kube

@@ -18,8 +18,8 @@ from benchmarks.generate import generate_repository
 from reconciler import clock
 from reconciler.cli import wiring
 from reconciler.cli.options import Settings
-from reconciler.cli.report import render
 from reconciler.engine.report import build_report
+from reconciler.engine.report_formats import render
 
 PARTNERS = int(10_000 * float(os.environ.get("PARTNERCTL_BENCH_SCALE", "1")))
 ROUNDS = 3

@@ -49,6 +49,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "state": ("reconciler.cli.database_commands", "state_group", "Moving an installation's live state."),
     "report": ("reconciler.cli.report", "report",
                "Compliance evidence per partner (Markdown, CSV, JSON, HTML); exit 1 if the audit chain fails."),
+    "console": ("reconciler.cli.console_commands", "console",
+                "The read-only web console: partners at a glance, pending changes, the report."),
     "demo": ("reconciler.cli.validate", "demo",
              "A narrated tour of onboarding a partner, on the embedded defaults, in a temporary folder."),
 }  # fmt: skip

@@ -24,12 +24,13 @@ from reconciler.manifests.models import TrustRoot
 from reconciler.stores import Stores
 
 if TYPE_CHECKING:
+    from reconciler.console.app import Console
     from reconciler.engine.reconciler import ApplyListener, Reconciler
     from reconciler.gateway.app import Gateway
     from reconciler.webhooks.dispatcher import Dispatcher
 
 __all__ = [
-    "approval_gate", "check_listen_address", "check_partner_key", "dispatcher", "gateway", "parse_duration",
+    "approval_gate", "check_listen_address", "check_partner_key", "console", "dispatcher", "gateway", "parse_duration",
     "reconciler", "stores",
 ]  # fmt: skip
 
@@ -185,6 +186,21 @@ def gateway(
     except ReconcilerError:
         opened.close()
         raise
+
+
+def console(settings: Settings, *, trusted_proxies: tuple[str, ...] = ()) -> Console:
+    """The console over the gateway's stores; ``--trust-root`` (optional here) names who sees every tenant."""
+    from reconciler.console.app import Console
+    from reconciler.console.viewers import parse_networks
+
+    try:
+        networks = parse_networks(trusted_proxies)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    given = settings.trust_root or os.environ.get("PARTNERCTL_TRUST_ROOT")
+    root = frozenset(person.email for person in trust_root(settings)[0].spec.approvers) if given else frozenset()
+    opened = stores(settings, for_gateway=True)
+    return Console(opened, trusted_proxies=networks, root_approvers=root)
 
 
 def check_listen_address(host: str, port: int, option: str) -> None:

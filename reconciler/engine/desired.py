@@ -73,6 +73,9 @@ class DesiredState:
     blocked: dict[str, BlockedPartner] = field(default_factory=dict)
     deleted: dict[str, ApprovalRecord] = field(default_factory=dict)
     catalog: dict[str, Any] | None = None  # the approved scope catalog, published for the gateway
+    # Each tenant's approvers as its approved policy lists them, published for the console (who sees which
+    # tenant) and its pending page (who may approve); None when this plan read no policy.
+    approvers: dict[str, list[dict[str, str]]] | None = None
 
 
 # Fresh validation results are memoised this many at a time.
@@ -134,6 +137,7 @@ def build(
     if catalog is not None:
         desired.catalog = catalog.model_dump(mode="json", exclude_none=True)
     flags = f"{today.isoformat()}|{int(allow_loopback_webhooks)}|{VALIDATION_VERSION}"
+    desired.approvers = _approvers(tree, validator)
 
     partner_paths = sorted(path for path in paths if path.startswith(PARTNERS_DIR + "/") and path.count("/") == 2)
     by_key: dict[str, list[str]] = {}
@@ -183,6 +187,21 @@ def build(
 
     _validate_pending(desired, pending, validator, memo, records, flags)
     return desired
+
+
+def _approvers(tree: _ApprovedTree, validator: Validator) -> dict[str, list[dict[str, str]]]:
+    approvers: dict[str, list[dict[str, str]]] = {}
+    for path in tree.manifest_paths():
+        folder, _, file = path.partition("/")
+        if folder != POLICIES_DIR or path == CATALOG_PATH or "/" in file or not file.endswith((".yaml", ".yml")):
+            continue
+        policy = validator.tenant_policy(file.rsplit(".", 1)[0]).policy
+        if policy is not None:
+            approvers[policy.metadata.name] = [
+                {"name": person.name, "email": person.email, **({"github": person.github} if person.github else {})}
+                for person in policy.spec.approvers
+            ]
+    return approvers
 
 
 def _validate_pending(

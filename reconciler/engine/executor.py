@@ -32,7 +32,9 @@ from reconciler.stores import Stores
 from reconciler.stores.records import AuditEvent, PartnerRecord, WebhookRecord
 from reconciler.vocabulary import ActionName, Event, Health, Phase, WebhookState
 
-__all__ = ["Executor", "PingOutcome", "PingTarget", "Pinger", "Result", "StopSignal"]
+APPROVERS = "tenant-approvers"  # the setting the console reads: tenant -> its approvers
+
+__all__ = ["APPROVERS", "Executor", "PingOutcome", "PingTarget", "Pinger", "Result", "StopSignal"]
 
 log = logging.getLogger("partnerctl")
 
@@ -213,6 +215,8 @@ class Executor:
         settings = self.stores.journal
         if desired.catalog is not None and settings.setting("catalog") != desired.catalog:
             settings.put_setting("catalog", desired.catalog)
+        if desired.approvers is not None and settings.setting(APPROVERS) != desired.approvers:
+            settings.put_setting(APPROVERS, desired.approvers)
         acted = {action.partner for action in plan.actions}
         updates: list[PartnerRecord] = []
         events: list[AuditEvent] = []

@@ -32,8 +32,9 @@ from reconciler.stores.records import PartnerRecord, Pickup
 from reconciler.stores.source import Revision, Source
 from reconciler.vocabulary import Event
 
-__all__ = ["ApplyListener", "ApplyOutcome", "Options", "PlanOutcome", "Reconciler", "bind_stores"]
+__all__ = ["LAST_RECONCILE", "ApplyListener", "ApplyOutcome", "Options", "PlanOutcome", "Reconciler", "bind_stores"]
 
+LAST_RECONCILE = "last-reconcile"  # the setting: when the last apply ran, at which revision, what it left blocked
 LOCK_TIMEOUT = 60.0  # seconds to wait for another writer before giving up (Busy)
 
 
@@ -176,6 +177,10 @@ class Reconciler:
                 return ApplyOutcome(outcome.plan.revision, results, [], outcome.plan)
             checks = executor.check(outcome.plan.checks)
             executor.housekeeping(outcome.desired, outcome.plan, outcome.live.records)
+            # What the console shows as "as of the last reconcile", and its pending changes.
+            self.stores.journal.put_setting(LAST_RECONCILE, {
+                "time": executor.now.isoformat(), "revision": outcome.plan.revision, "blocked": outcome.plan.blocked,
+                "actions": len(results), "failed": sum(not result.ok for result in results)})  # fmt: skip
         applied = ApplyOutcome(outcome.plan.revision, results, checks, outcome.plan)
         for listener in self.listeners:
             listener.applied(applied, self)

@@ -20,7 +20,8 @@ from reconciler.stores.audit import verify
 from reconciler.stores.records import PartnerRecord, ScopeUse
 from reconciler.vocabulary import Event
 
-__all__ = ["DELIVERY_DAYS", "build_report"]
+__all__ = ["APPROVAL_FIELDS", "DELIVERY_DAYS", "build_report", "classifications", "credential_evidence",
+           "noting_approvals"]
 
 DELIVERY_DAYS = 30  # the delivery counts' window, the delivery log's (DESIGN §8)
 
@@ -33,10 +34,10 @@ def build_report(stores: Stores, *, revision: str | None, now: datetime, tenant:
     credentials = stores.secrets.live_credentials()
     usage = stores.journal.scope_usage(keys) if keys else {}
     deliveries = stores.journal.attempt_counts((now - timedelta(days=DELIVERY_DAYS)).isoformat())
-    classifications = _classifications(stores.journal.setting("catalog"))
+    by_scope = classifications(stores.journal.setting("catalog"))
     head = stores.journal.audit_head()
     approvals: dict[str, dict[str, dict[str, Any]]] = {key: {} for key in keys}
-    entries = _noting_approvals(stores.journal.audit_entries(), approvals)
+    entries = noting_approvals(stores.journal.audit_entries(), approvals)
     verdict = verify(entries, head)
     for _ in entries:  # past a broken entry the rest is still read for its approvals (the report says it is broken)
         pass
@@ -44,7 +45,7 @@ def build_report(stores: Stores, *, revision: str | None, now: datetime, tenant:
     for key in keys:
         record = records[key]
         partners.append(_partner(record, active_credential(credentials.get(key, [])), usage.get(key, {}),
-                                 deliveries, classifications, list(approvals[key].values()), now))  # fmt: skip
+                                 deliveries, by_scope, list(approvals[key].values()), now))  # fmt: skip
     return {
         "generatedAt": now.isoformat(),
         "revision": revision,
@@ -55,7 +56,7 @@ def build_report(stores: Stores, *, revision: str | None, now: datetime, tenant:
     }
 
 
-def _noting_approvals(entries: Iterator[Any], approvals: dict[str, dict[str, dict[str, Any]]]) -> Iterator[Any]:
+def noting_approvals(entries: Iterator[Any], approvals: dict[str, dict[str, dict[str, Any]]]) -> Iterator[Any]:
     """The audit entries as read, noting each partner's approvals (by commit, in order) as they pass."""
     for entry in entries:
         if isinstance(entry, dict) and entry.get("event") == Event.APPROVAL_RECORDED:
@@ -74,7 +75,7 @@ def _partner(
     active: Credential | None,
     usage: dict[str, ScopeUse],
     deliveries: dict[tuple[str, str], dict[str, int]],
-    classifications: dict[str, str],
+    by_scope: dict[str, str],
     approvals: list[dict[str, Any]],
     now: datetime,
 ) -> dict[str, Any]:
@@ -89,9 +90,9 @@ def _partner(
         "phase": record.phase,
         "health": record.health,
         "approvals": approvals,
-        "scopes": [{**scope, "classification": classifications.get(scope["name"])}
+        "scopes": [{**scope, "classification": by_scope.get(scope["name"])}
                    for scope in scope_usage_json(record, usage, now=now)],
-        "credential": _credential(record, active),
+        "credential": credential_evidence(record, active),
         "accessReview": {
             "lastReviewedAt": last_review.isoformat() if last_review else None,
             "dueAt": due.isoformat() if due else None,
@@ -107,7 +108,7 @@ def _partner(
     }
 
 
-def _credential(record: PartnerRecord, active: Credential | None) -> dict[str, Any] | None:
+def credential_evidence(record: PartnerRecord, active: Credential | None) -> dict[str, Any] | None:
     """How the partner authenticates, since when, and its rotations (or, with private_key_jwt, its key ids)."""
     if client_authentication_of(record.spec) == PRIVATE_KEY_JWT:
         kids = keys_in_use(record)
@@ -128,6 +129,7 @@ def _credential(record: PartnerRecord, active: Credential | None) -> dict[str, A
     }
 
 
-def _classifications(catalog: Any) -> dict[str, str]:
+def classifications(catalog: Any) -> dict[str, str]:
+    """Scope name -> classification, from the applied scope catalog (the journal's ``catalog`` setting)."""
     scopes = catalog.get("spec", {}).get("scopes", []) if isinstance(catalog, dict) else []
     return {str(scope.get("name")): str(scope.get("classification")) for scope in scopes if isinstance(scope, dict)}

@@ -119,6 +119,10 @@ class OutboxStore(Protocol):
         """Logged attempts since ``since`` (ISO 8601), counted per (partner, webhook) and outcome status, in one
         read (the compliance report's delivery counts)."""
 
+    def attempt_days(self, partner: str, since: str) -> dict[tuple[str, str, str], int]:
+        """The partner's logged attempts since ``since`` (ISO 8601), counted per (webhook, UTC day YYYY-MM-DD,
+        outcome status): the console's delivery chart."""
+
 
 @dataclass(frozen=True)
 class Bucket:

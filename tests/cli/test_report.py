@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from tests.conftest import Onboarded
 from tests.support.engine import Installation
+from tests.support.html import References
 from tests.support.leaks import assert_nowhere
 from tests.support.repo import PARTNER, TENANT, edit, policy_text
 from tests.webhooks.test_dispatcher import dispatch, publish
@@ -75,19 +75,6 @@ def test_the_csv_opens_as_a_table_one_row_per_partner(onboarded: Onboarded) -> N
     assert rows[0]["phase"] in ("ACTIVE", "AWAITING_HANDSHAKE") and rows[0]["auditVerified"] == "true"
     assert rows[0]["scopes"].split() == ["beneficiary:read:anonymous", "payment:status:read", "payment:status:update"]
     assert all(len(line) == len(rows[0]) for line in csv.reader(io.StringIO(text)))
-
-
-class References(HTMLParser):
-    """Every tag and every attribute that could load something from elsewhere."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[str] = []
-        self.loading: list[tuple[str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        self.loading += [(name, value or "") for name, value in attrs if name in ("src", "href", "srcset", "action")]
 
 
 def test_the_html_is_self_contained_and_escapes_manifest_text(installation: Installation) -> None:

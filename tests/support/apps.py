@@ -1,4 +1,4 @@
-"""Building the gateway and the dispatcher over an installation's --home, as ``partnerctl`` wires them."""
+"""Building the gateway, the console and the dispatcher over an installation's --home, as ``partnerctl`` wires them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import httpx
 
 from reconciler.backends import open_stores
+from reconciler.console.app import Console
+from reconciler.console.viewers import parse_networks
 from reconciler.gateway.app import Gateway
 from reconciler.gateway.keys import KeyCache
 from reconciler.gateway.upstream import HttpUpstream
@@ -38,6 +40,13 @@ def gateway(
     return Gateway(opened, issuer=ISSUER, upstream=HttpUpstream(upstream) if upstream else None,
                    rate_limits=rate_limits, keys=KeyCache(allow_loopback=loopback_keys))  # fmt: skip
 
+
+
+def console(home: Path, *, trusted_proxies: tuple[str, ...] = (), root_approvers: frozenset[str] = frozenset(),
+            state: str | None = None, secrets: str | None = None) -> Console:
+    """The console as `partnerctl console serve` builds it, over ``home``'s stores."""
+    return Console(stores(home, state=state, secrets=secrets), trusted_proxies=parse_networks(trusted_proxies),
+                   root_approvers=root_approvers)  # fmt: skip
 
 
 def dispatcher(home: Path, *, loopback: bool = True, **options: int) -> Dispatcher:

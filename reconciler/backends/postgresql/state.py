@@ -467,6 +467,12 @@ class PostgresJournal:
             counts.setdefault((partner, webhook), {})[status] = int(count)
         return counts
 
+    def attempt_days(self, partner: str, since: str) -> dict[tuple[str, str, str], int]:
+        query = ("SELECT webhook, to_char(attempted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), status, COUNT(*) "
+                 "FROM delivery_attempts WHERE partner = %s AND attempted_at >= %s GROUP BY 1, 2, 3")  # fmt: skip
+        rows = self.database.rows(query, (partner, datetime.fromisoformat(since)))
+        return {(webhook, day, status): int(count) for webhook, day, status, count in rows}
+
     def close(self) -> None:
         self.database.close()
 

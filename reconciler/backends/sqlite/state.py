@@ -426,6 +426,12 @@ class SqliteJournal:
             counts.setdefault((partner, webhook), {})[status] = int(count)
         return counts
 
+    def attempt_days(self, partner: str, since: str) -> dict[tuple[str, str, str], int]:
+        query = ("SELECT webhook, substr(attempted_at, 1, 10), status, COUNT(*) FROM delivery_attempts "
+                 "WHERE partner = ? AND attempted_at >= ? GROUP BY 1, 2, 3")  # fmt: skip
+        return {(webhook, day, status): int(count)
+                for webhook, day, status, count in self.database.rows(query, (partner, since))}  # fmt: skip
+
     def close(self) -> None:
         self.database.close()
 
