@@ -5,6 +5,7 @@ from __future__ import annotations
 from benchmarks import (
     assertion_bench,
     cluster_bench,
+    console_bench,
     engine_bench,
     fanout_bench,
     gateway_bench,
@@ -22,6 +23,7 @@ if __name__ == "__main__":
     validate_bench.main()
     engine_bench.main()
     report_bench.main()
+    console_bench.main()
     gateway_bench.main()
     usage_bench.main()
     assertion_bench.main()

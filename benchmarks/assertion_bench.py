@@ -15,13 +15,12 @@ import time
 import uuid
 from pathlib import Path
 
-import git
 import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from benchmarks.gateway_bench import free_port, wait_until_up
-from benchmarks.generate import generate_repository
+from benchmarks.generate import commit_all, generate_repository
 
 REQUESTS = 800
 ROUNDS = 4
@@ -48,9 +47,7 @@ def main() -> dict[str, float]:
         keyed = next(path for path in files if path.stem == "partner-00002")
         keyed.write_text(keyed.read_text().replace(
             METHOD, f"{METHOD}    clientAuthentication: private_key_jwt\n    jwks: {json.dumps({'keys': [jwk]})}\n"))
-        repo = git.Repo.init(root)
-        repo.git.add("-A")
-        repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+        commit_all(root)
         env = {**os.environ, "PARTNERCTL_HOME": str(home), "PARTNERCTL_DEV_ALLOW_LOOPBACK": "1"}
         env.pop("PARTNERCTL_NOW", None)
         base = [partnerctl, "--repo", str(root), "--approval", "none"]

@@ -21,10 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import git
-
 from benchmarks.gateway_bench import free_port
-from benchmarks.generate import generate_repository
+from benchmarks.generate import commit_all, generate_repository
 from reconciler.cli import wiring
 from reconciler.cli.options import Settings
 from reconciler.engine.reconciler import Reconciler
@@ -114,9 +112,7 @@ def main() -> dict[str, float]:
         folder = Path(folder_name)
         root = folder / "repo"
         generate_repository(root, PARTNERS)
-        repo = git.Repo.init(root)
-        repo.git.add("-A")
-        repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+        commit_all(root)
         with real_api() as real:
             if real is None:
                 print("cluster bench against the real API server: skipped (no Go to build it; run make kube)")

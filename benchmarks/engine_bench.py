@@ -13,9 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import git
-
-from benchmarks.generate import generate_repository
+from benchmarks.generate import commit_all, generate_repository
 from benchmarks.validate_bench import validate_all
 from reconciler.cli import wiring
 from reconciler.cli.options import Settings
@@ -45,9 +43,7 @@ def main() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="partnerctl-bench-") as folder:
         root, home = Path(folder) / "repo", Path(folder) / "home"
         generate_repository(root, PARTNERS)
-        repo = git.Repo.init(root)
-        repo.git.add("-A")
-        repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+        commit_all(root)
         elapsed, peak = first_apply(root, home)
 
         settings = Settings(repo=str(root), home=home, approval="none", dev_allow_loopback_webhooks=True)

@@ -15,11 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import git
 import httpx
 
 from benchmarks.gateway_bench import free_port, wait_until_up
-from benchmarks.generate import generate_repository
+from benchmarks.generate import commit_all, generate_repository
 from reconciler import clock
 from reconciler.backends import open_stores
 from reconciler.webhooks.dispatcher import Dispatcher
@@ -61,9 +60,7 @@ def scenario(name: str, partners: int, events: int, receivers: list[str]) -> tup
     with tempfile.TemporaryDirectory(prefix="partnerctl-bench-") as folder:
         root, home = Path(folder) / "repo", Path(folder) / "home"
         generate_repository(root, partners, webhook_bases=receivers, template="northbridge-bank")
-        repo = git.Repo.init(root)
-        repo.git.add("-A")
-        repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+        commit_all(root)
         env = {**os.environ, "PARTNERCTL_HOME": str(home), "PARTNERCTL_DEV_ALLOW_LOOPBACK": "1"}
         subprocess.run([partnerctl, "--repo", str(root), "--approval", "none", "apply"], env=env, check=True,
                        capture_output=True)  # fmt: skip

@@ -17,10 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import git
 import httpx
 
-from benchmarks.generate import generate_repository
+from benchmarks.generate import commit_all, generate_repository
 
 REQUESTS = 1500
 ROUNDS = 7
@@ -57,9 +56,7 @@ def main() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="partnerctl-bench-") as folder:
         root, home = Path(folder) / "repo", Path(folder) / "home"
         generate_repository(root, 2)
-        repo = git.Repo.init(root)
-        repo.git.add("-A")
-        repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+        commit_all(root)
         env = {**os.environ, "PARTNERCTL_HOME": str(home), "PARTNERCTL_DEV_ALLOW_LOOPBACK": "1"}
         env.pop("PARTNERCTL_NOW", None)
         base = [partnerctl, "--repo", str(root), "--approval", "none"]

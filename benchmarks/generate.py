@@ -6,6 +6,8 @@ import re
 import shutil
 from pathlib import Path
 
+import git
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TENANTS = ("ministry-social-affairs", "country-office-malawi")
 
@@ -65,3 +67,11 @@ def generate_repository(
         path.write_text(text)
         written.append(path)
     return written
+
+
+def commit_all(root: Path) -> git.Repo:
+    """``root`` as a git repository with everything in it committed once (the benchmarks' partner repository)."""
+    repo = git.Repo.init(root)
+    repo.git.add("-A")
+    repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+    return repo

@@ -31,12 +31,11 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-import git
 import httpx
 import psycopg
 
 from benchmarks.gateway_bench import free_port, wait_until_up
-from benchmarks.generate import generate_repository
+from benchmarks.generate import commit_all, generate_repository
 from reconciler import clock
 from reconciler.backends import open_stores
 from reconciler.cli import wiring
@@ -68,9 +67,7 @@ NOW = "2026-11-28T12:00:00Z"
 
 def committed_repository(root: Path, count: int, **options: Any) -> None:
     generate_repository(root, count, **options)
-    repo = git.Repo.init(root)
-    repo.git.add("-A")
-    repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+    commit_all(root)
 
 
 def environment(home: Path, *, now: str | None = None) -> dict[str, str]:

@@ -27,12 +27,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import git
 import httpx
 
 from benchmarks.fanout_bench import CONCURRENCY, PER_ENDPOINT, bare_loop
 from benchmarks.gateway_bench import free_port, wait_until_up
-from benchmarks.generate import generate_repository
+from benchmarks.generate import commit_all, generate_repository
 from reconciler import clock
 from reconciler.backends import open_stores
 from reconciler.stores import Stores
@@ -178,9 +177,7 @@ def main() -> dict[str, float]:
 def run(folder: Path, url: str) -> dict[str, float]:
     root, home = folder / "repo", folder / "home"
     generate_repository(root, 1, webhook_bases=[url], template="northbridge-bank")
-    repo = git.Repo.init(root)
-    repo.git.add("-A")
-    repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+    commit_all(root)
     env = {**os.environ, "PARTNERCTL_HOME": str(home), "PARTNERCTL_DEV_ALLOW_LOOPBACK": "1"}
     subprocess.run([PARTNERCTL, "--repo", str(root), "--approval", "none", "apply"], env=env, check=True,
                    capture_output=True)  # fmt: skip

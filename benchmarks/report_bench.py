@@ -11,10 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import git
-
 from benchmarks.engine_bench import NOW, first_apply
-from benchmarks.generate import generate_repository
+from benchmarks.generate import commit_all, generate_repository
 from reconciler import clock
 from reconciler.cli import wiring
 from reconciler.cli.options import Settings
@@ -30,9 +28,7 @@ def main() -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="partnerctl-bench-") as folder:
         root, home = Path(folder) / "repo", Path(folder) / "home"
         generate_repository(root, PARTNERS)
-        repo = git.Repo.init(root)
-        repo.git.add("-A")
-        repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+        repo = commit_all(root)
         first_apply(root, home)
         settings = Settings(repo=str(root), home=home, approval="none", dev_allow_loopback_webhooks=True)
         engine = wiring.reconciler(settings, reads_repository=True)

@@ -16,11 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import git
 import httpx
 
 from benchmarks.gateway_bench import free_port, rate, wait_until_up
-from benchmarks.generate import generate_repository
+from benchmarks.generate import commit_all, generate_repository
 from tests.support.vault import VaultSpace, start_dev_server
 
 ROUNDS = 3
@@ -47,9 +46,7 @@ def main() -> dict[str, float]:
             space = VaultSpace(server, "scp-partners", server.token("partnerctl"))  # the policies' own prefix
             root = Path(folder) / "repo"
             generate_repository(root, 2)
-            repo = git.Repo.init(root)
-            repo.git.add("-A")
-            repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@b", "commit", "-qm", "partners"])
+            commit_all(root)
             base = {**os.environ, "PARTNERCTL_DEV_ALLOW_LOOPBACK": "1"}
             base.pop("PARTNERCTL_NOW", None)
             embedded_env = {**base, "PARTNERCTL_HOME": str(Path(folder) / "embedded")}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from reconciler.gateway.app import Gateway
-from tests.support import apps
+from tests.support import apps, browser
 from tests.support.apiserver import KubeServers
 from tests.support.cluster import Cluster, opened_cluster, real_api_server
 from tests.support.engine import Installation
@@ -261,3 +261,23 @@ def postgres_url(postgres_server: PostgresServer) -> str:
 def postgres_installation(postgres_url: str, git_repo: GitPartnerRepo, tmp_path: Path) -> Installation:
     """An empty installation keeping partner records and its journal in PostgreSQL."""
     return Installation(git_repo, tmp_path / "home", extra=("--state", postgres_url, "--dev-allow-loopback-webhooks"))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[browser.Browser]:
+    """Debian's headless Chromium driven by Playwright, one per test module (a whole session would leave
+    asyncio.run refused in the modules after it: see tests/support/browser.py). Without /usr/bin/chromium
+    the tests using it are skipped, naming it."""
+    reason = browser.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    with browser.launched() as launched:
+        yield launched
+
+
+@pytest.fixture
+def pages(chromium: browser.Browser) -> Iterator[browser.Pages]:
+    """Pages in browser contexts of their own (``pages.page(headers=..., javascript=False)``), closed after the test."""
+    opened = browser.Pages(chromium)
+    yield opened
+    opened.close()

@@ -31,6 +31,8 @@ BASE = DEPLOY / "base"
 KIND = DEPLOY / "kind"
 KUBERNETES_VERSION = "1.30.0"
 IMAGE = "ghcr.io/scp-platform/partnerctl"
+PROXY_IMAGE = "quay.io/oauth2-proxy/oauth2-proxy"
+SIDECARS = {"oauth2-proxy"}  # containers of partnerctl's pods that are not partnerctl: the console's sign-in
 ACME = f"{TENANT}/acme-bank"
 
 
@@ -66,13 +68,32 @@ def pod(deployment: dict[str, Any]) -> dict[str, Any]:
 
 
 def main_container(deployment: dict[str, Any]) -> dict[str, Any]:
-    (container,) = pod(deployment)["containers"]
+    """The pod's only container, or the one named after its component (the console's pod runs its proxy too)."""
+    containers = pod(deployment)["containers"]
+    component = deployment["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component")
+    (container,) = containers if len(containers) == 1 else [c for c in containers if c["name"] == component]
     assert isinstance(container, dict)
     return container
 
 
+def sidecar(deployment: dict[str, Any]) -> dict[str, Any] | None:
+    found = [container for container in pod(deployment)["containers"] if container["name"] in SIDECARS]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
 def every_container(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     return list(pod(deployment).get("initContainers", [])) + list(pod(deployment)["containers"])
+
+
+def partnerctl_containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return [container for container in every_container(deployment) if container["name"] not in SIDECARS]
+
+
+def reachable_ports(deployment: dict[str, Any]) -> set[int]:
+    """What clients may reach: the sign-in proxy's ports where the pod has one, else partnerctl's own."""
+    front = sidecar(deployment) or main_container(deployment)
+    return {port["containerPort"] for port in front.get("ports", [])}
 
 
 def environment(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -167,9 +188,10 @@ def test_no_volume_claim_anywhere_and_every_volume_is_scratch_or_configuration()
             for volume in pod(deployment).get("volumes", []):
                 sources = set(volume) - {"name"}
                 assert sources <= {"emptyDir", "configMap", "secret", "projected"}, (deployment["metadata"], volume)
-    assert set(deployments()) == {"reconciler", "dispatcher", "gateway"}
+    assert set(deployments()) == {"reconciler", "dispatcher", "gateway", "console"}
     for deployment in deployments().values():
-        mounted = {mount["name"] for container in every_container(deployment) for mount in container["volumeMounts"]}
+        mounted = {mount["name"] for container in every_container(deployment)
+                   for mount in container.get("volumeMounts", [])}  # fmt: skip
         declared = {volume["name"] for volume in pod(deployment)["volumes"]}
         assert mounted <= declared
 
@@ -217,7 +239,7 @@ def test_services_select_the_pods_that_have_their_ports() -> None:
         selector = {"matchLabels": service["spec"]["selector"]}
         (target,) = [d for d in deployments().values()
                      if selects(selector, d["spec"]["template"]["metadata"]["labels"])]  # fmt: skip
-        names = {port["name"] for port in main_container(target).get("ports", [])}
+        names = {port["name"] for container in pod(target)["containers"] for port in container.get("ports", [])}
         assert {port["targetPort"] for port in service["spec"]["ports"]} <= names, service["metadata"]["name"]
 
 
@@ -227,14 +249,16 @@ def test_every_container_is_locked_down_with_resources_and_probes() -> None:
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in every_container(deployment):
-            assert container["image"].startswith(f"{IMAGE}:")
+            image = PROXY_IMAGE if container["name"] in SIDECARS else IMAGE
+            assert container["image"].startswith(f"{image}:")
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
             assert container["resources"]["requests"]["cpu"] and container["resources"]["requests"]["memory"]
             assert container["resources"]["limits"]["memory"]
         for container in spec["containers"]:
-            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", component
+            liveness = "/ping" if container["name"] in SIDECARS else "/healthz"  # oauth2-proxy's own
+            assert container["livenessProbe"]["httpGet"]["path"] == liveness, component
             assert container["readinessProbe"]["httpGet"]["path"], component
     for component in ("reconciler", "dispatcher"):
         assert main_container(deployments()[component])["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -269,7 +293,7 @@ def test_the_password_comes_only_from_a_secret_and_never_in_a_url() -> None:
                 if re.search("PASSWORD|TOKEN|SECRET_ID", item["name"]):
                     assert "value" not in item and "secretKeyRef" in item["valueFrom"], (container["name"], item)
     for deployment in deployments().values():
-        for container in every_container(deployment):
+        for container in partnerctl_containers(deployment):
             env = environment(container)
             secret = {"name": "partnerctl-postgresql"}
             assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {**secret, "key": "password"}
@@ -287,11 +311,11 @@ def test_the_state_mirrors_to_kubernetes_exactly_where_the_role_is_bound() -> No
     (binding,) = kind("RoleBinding")
     bound = {subject["name"] for subject in binding["subjects"] if subject["kind"] == "ServiceAccount"}
     for component, deployment in deployments().items():
-        for container in every_container(deployment):
+        for container in partnerctl_containers(deployment):
             state = expand(container, secrets)["PARTNERCTL_STATE"]
             libpq, options = split_options(state)
             assert libpq == url, (component, container["name"])
-            mirrors = container is main_container(deployment) and component != "gateway"
+            mirrors = container is main_container(deployment) and component not in ("gateway", "console")
             assert options == ({"mirror": "kubernetes"} if mirrors else {}), (component, container["name"])
             if mirrors:  # writing PartnerIntegrations and Events needs the Role
                 assert pod(deployment)["serviceAccountName"] in bound, component
@@ -308,8 +332,7 @@ def policy_ports(rules: list[dict[str, Any]]) -> set[int]:
 def test_network_policies_limit_who_reaches_partnerctl_and_where_it_connects() -> None:
     policies = kind("NetworkPolicy")
     assert all(policy["apiVersion"] == "networking.k8s.io/v1" for policy in policies)
-    http_ports = {component: {port["containerPort"] for port in main_container(deployment).get("ports", [])}
-                  for component, deployment in deployments().items()}  # fmt: skip
+    http_ports = {component: reachable_ports(deployment) for component, deployment in deployments().items()}
     for component, deployment in deployments().items():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         applying = [policy for policy in policies if selects(policy["spec"]["podSelector"], labels)]
@@ -323,7 +346,10 @@ def test_network_policies_limit_who_reaches_partnerctl_and_where_it_connects() -
         assert all(rule.get("ports") for rule in egress), "an egress rule without ports allows every port"
         if component == "gateway":  # no Kubernetes API, no webhooks
             assert policy_ports(egress) == {53, 5432, 8200}
+        if component == "console":  # and the identity provider over https, for its proxy
+            assert policy_ports(egress) == {53, 5432, 8200, 443}
     assert http_ports["gateway"] == {8080} and http_ports["dispatcher"] == {9090} == http_ports["reconciler"]
+    assert http_ports["console"] == {4180}  # the proxy; the console's own port is for the kubelet's probes
 
 
 def test_the_database_is_reachable_from_partnerctl_pods_only() -> None:
@@ -354,7 +380,8 @@ def test_the_gateway_has_an_identity_of_its_own_bound_to_nothing() -> None:
     subjects = {subject["name"] for binding in kind("RoleBinding") + kind("ClusterRoleBinding")
                 for subject in binding["subjects"]}  # fmt: skip
     assert gateway not in subjects
-    assert {pod(d)["serviceAccountName"] for c, d in deployments().items() if c != "gateway"} == {"partnerctl"}
+    assert {pod(d)["serviceAccountName"] for c, d in deployments().items()
+            if c not in ("gateway", "console")} == {"partnerctl"}  # fmt: skip
     assert "role=partnerctl-gateway" in next(iter(kind("ConfigMap")))["data"]["gatewaySecrets"]
 
 
@@ -454,3 +481,136 @@ def test_a_gateway_with_its_own_vault_policy_and_an_empty_home_serves_what_the_r
     assert not (tmp_path / "gateway").exists() or not any(path.is_file() for path in (tmp_path / "gateway").rglob("*"))
     monkeypatch.setenv("VAULT_TOKEN", vault.token)
     assert reconciler.status(ACME)[ACME]["phase"] == "ACTIVE"  # the handshake the gateway recorded
+
+
+# --- the console, behind its sign-in proxy -------------------------------------------------------------
+
+
+def arguments(container: dict[str, Any]) -> dict[str, str]:
+    """``--name=value`` (or a bare ``--flag``, as "true") of a container's args."""
+    found = {}
+    for argument in container.get("args", []):
+        name, _, value = argument.partition("=")
+        found[name] = value if value else "true"
+    return found
+
+
+def test_the_console_is_reachable_only_through_its_oauth2_proxy() -> None:
+    console = deployments()["console"]
+    main, proxy = main_container(console), sidecar(console)
+    assert proxy is not None and [c["name"] for c in pod(console)["containers"]] == ["console", "oauth2-proxy"]
+    assert main["args"][:2] == ["console", "serve"]
+    served = arguments(main)
+    # X-Forwarded-Email is believed from the pod's loopback only: from the proxy beside it, from nobody else.
+    assert [arg for arg in main["args"] if arg.startswith("--trusted-proxy")] == ["--trusted-proxy=127.0.0.1/32"]
+    assert served["--host"] == "0.0.0.0"  # for the kubelet's probes; an unproxied request is nobody
+    options = arguments(proxy)
+    assert options["--upstream"] == f"http://127.0.0.1:{served['--port']}"
+    assert options["--http-address"] == "0.0.0.0:4180"
+    assert options["--provider"] == "oidc" and options["--email-domain"] == "*"
+    assert options["--reverse-proxy"] == "true" and options.get("--pass-user-headers", "true") == "true"
+    assert re.fullmatch(rf"{re.escape(PROXY_IMAGE)}:v\d+\.\d+\.\d+", proxy["image"]), "a pinned release"
+    # The Service and the NetworkPolicy lead to the proxy's port alone, never to the console's.
+    (service,) = [s for s in kind("Service") if s["metadata"]["name"] == "partnerctl-console"]
+    ports = {port["name"]: port["containerPort"] for port in proxy["ports"]}
+    assert [ports[port["targetPort"]] for port in service["spec"]["ports"]] == [4180]
+    console_port = int(served["--port"])
+    assert {port["containerPort"] for port in main["ports"]} == {console_port} and console_port != 4180
+    for other in kind("Service"):
+        assert all(port["targetPort"] not in {p["name"] for p in main["ports"]} | {console_port}
+                   for port in other["spec"]["ports"]), other["metadata"]["name"]  # fmt: skip
+    assert reachable_ports(console) == {4180}
+    # Both containers are probed: the console on /healthz (no sign-in), the proxy on its own endpoints.
+    assert main["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "console"}
+    assert proxy["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+
+
+def test_the_console_proxy_takes_its_secrets_from_a_secret_created_out_of_band() -> None:
+    proxy = sidecar(deployments()["console"])
+    assert proxy is not None
+    env = environment(proxy)
+    for key in ("client-id", "client-secret", "cookie-secret"):
+        item = env[f"OAUTH2_PROXY_{key.upper().replace('-', '_')}"]
+        assert "value" not in item
+        assert item["valueFrom"]["secretKeyRef"] == {"name": "partnerctl-console-oauth2-proxy", "key": key}
+    assert not any(re.match(r"--(client-secret|cookie-secret|client-id)\b", arg) for arg in proxy["args"])
+    assert not kind("Secret") and not kind("Secret", load(KIND))
+    for item in proxy["env"]:
+        if "SECRET" in item["name"]:
+            assert "secretKeyRef" in item["valueFrom"], item
+    # The issuer and the redirect URL are placeholders in the ConfigMap, edited before applying.
+    (config,) = kind("ConfigMap")
+    assert env["OAUTH2_PROXY_OIDC_ISSUER_URL"]["valueFrom"]["configMapKeyRef"]["key"] in config["data"]
+    assert config["data"]["consoleIssuerUrl"].startswith("https://")
+    assert config["data"]["consoleRedirectUrl"].endswith("/oauth2/callback")
+
+
+def test_every_configuration_key_a_container_needs_is_in_the_configmap() -> None:
+    """base and deploy/kind (whose patch replaces the ConfigMap's data as a whole)."""
+    for docs in (documents(), documents() + load(KIND)):
+        (config,) = [c for c in kind("ConfigMap", docs) if c["metadata"]["name"] == "partnerctl"]
+        data = config["data"]
+        if docs is not documents():  # the overlay's data replaces base's
+            (patch,) = [p for p in yaml.safe_load((KIND / "kustomization.yaml").read_text())["patches"]
+                        if p["target"] == {"kind": "ConfigMap", "name": "partnerctl"}]  # fmt: skip
+            data = yaml.safe_load(patch["patch"])[0]["value"]
+        for deployment in kind("Deployment", docs):
+            for container in every_container(deployment):
+                for item in container.get("env", []):
+                    ref = item.get("valueFrom", {}).get("configMapKeyRef")
+                    if ref and ref["name"] == "partnerctl" and not ref.get("optional"):
+                        assert ref["key"] in data, (deployment["metadata"]["name"], container["name"], ref["key"])
+
+
+def test_the_console_has_an_identity_of_its_own_bound_to_nothing() -> None:
+    console = pod(deployments()["console"])
+    account = console["serviceAccountName"]
+    assert account == "partnerctl-console"
+    assert account in {service_account["metadata"]["name"] for service_account in kind("ServiceAccount")}
+    subjects = {subject["name"] for binding in kind("RoleBinding") + kind("ClusterRoleBinding")
+                for subject in binding["subjects"]}  # fmt: skip
+    assert account not in subjects
+    assert "role=partnerctl-console" in next(iter(kind("ConfigMap")))["data"]["consoleSecrets"]
+    secrets = environment(main_container(deployments()["console"]))["PARTNERCTL_SECRETS"]
+    assert secrets["valueFrom"] == {"configMapKeyRef": {"name": "partnerctl", "key": "consoleSecrets"}}
+    policy = (DEPLOY / "vault" / "partnerctl-console-policy.hcl").read_text()
+    capabilities = set(re.findall(r'"(\w+)"', " ".join(re.findall(r"capabilities = \[(.*?)\]", policy))))
+    assert capabilities == {"read", "list", "update"}  # update: Transit HMAC only
+    updated = re.findall(r'path "([^"]+)" \{\s*capabilities = \["update"\]', policy)
+    assert all(path.startswith("transit/hmac/scp-partners") for path in updated) and len(updated) == 3
+    paths = re.findall(r'path "([^"]+)"', policy)
+    assert not [path for path in paths if re.search("crypt|_installation|_wraps|sys/|auth/", path)], paths
+
+
+def test_the_console_vault_policy_reads_the_evidence_and_no_secret(
+    vault: VaultSpace, git_repo: GitPartnerRepo, tmp_path: Path, receiver: tuple[HttpRecorder, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """With deploy/vault/partnerctl-console-policy.hcl alone, the report the console shows builds from Vault
+    (credential evidence included), and the secrets kept there stay ciphertext to it."""
+    from reconciler import clock
+    from reconciler.backends import open_stores
+    from reconciler.engine.report import build_report
+    from reconciler.errors import ReconcilerError
+
+    reconciler = Installation(git_repo, tmp_path / "reconciler", extra=(
+        "--secrets", vault.url, "--dev-allow-loopback-webhooks"))  # fmt: skip
+    reconciler.onboard(hooks=receiver[1])
+
+    policy = (DEPLOY / "vault" / "partnerctl-console-policy.hcl").read_text()
+    moved = re.sub(r'"secret/(data|metadata)/scp-partners(?=[/"])', rf'"secret/\1/{vault.prefix}', policy)
+    assert moved.count(vault.prefix) == policy.count('"secret/') > 0
+    name = f"partnerctl-console-{vault.prefix.rsplit('-', 1)[-1]}"
+    vault.server.client().sys.create_or_update_policy(name, moved)
+    monkeypatch.setenv("VAULT_TOKEN", vault.server.token(name))
+    stores = open_stores(home=tmp_path / "reconciler", secrets=vault.url, secret_cache_seconds=5.0)
+    try:
+        document = build_report(stores, revision=None, now=clock.now())
+        (partner,) = document["partners"]
+        assert partner["partner"] == ACME and partner["credential"]["clientId"]
+        hooks = stores.secrets.webhook_secret_names()
+        assert hooks[ACME]
+        with pytest.raises(ReconcilerError):  # Transit decryption is not the console's
+            stores.secrets.webhook_secret(ACME, sorted(hooks[ACME])[0])
+    finally:
+        stores.close()

@@ -56,13 +56,16 @@ vault secrets enable transit
 vault write -f transit/keys/scp-partners
 vault policy write partnerctl - < deploy/vault/partnerctl-policy.hcl
 vault policy write partnerctl-gateway - < deploy/vault/partnerctl-gateway-policy.hcl
+vault policy write partnerctl-console - < deploy/vault/partnerctl-console-policy.hcl
 vault auth enable kubernetes
 vault write auth/kubernetes/config kubernetes_host=https://kubernetes.default.svc
-# A Vault role per ServiceAccount of deploy/base/rbac.yaml: the reconciler and the dispatcher, and the gateway.
+# A Vault role per ServiceAccount of deploy/base/rbac.yaml: the reconciler and the dispatcher, the gateway, the console.
 vault write auth/kubernetes/role/partnerctl bound_service_account_names=partnerctl \
   bound_service_account_namespaces="$NS" token_policies=partnerctl token_ttl=1h
 vault write auth/kubernetes/role/partnerctl-gateway bound_service_account_names=partnerctl-gateway \
   bound_service_account_namespaces="$NS" token_policies=partnerctl-gateway token_ttl=1h
+vault write auth/kubernetes/role/partnerctl-console bound_service_account_names=partnerctl-console \
+  bound_service_account_namespaces="$NS" token_policies=partnerctl-console token_ttl=1h
 
 kubectl apply -k deploy/kind
 kubectl wait --for=condition=Established crd/partnerintegrations.partners.scp.dev --timeout=60s

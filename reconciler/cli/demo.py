@@ -2,7 +2,10 @@
 
 Every step runs the real ``partnerctl`` command a person would type (shown with ``$``), against a
 real git repository with SSH-signed approvals, a real gateway process and a partner webhook receiver
-that verifies signatures with the Standard Webhooks library.
+that verifies signatures with the Standard Webhooks library. It ends with the console serving the
+tour's installation: in a terminal until Enter or Ctrl-C, otherwise (CI, ``make demo`` piped) only
+long enough to show that it answers. ``PARTNERCTL_DEMO_CONSOLE`` = ``serve``, ``check`` or ``off``
+overrides that choice.
 """
 
 from __future__ import annotations
@@ -36,12 +39,16 @@ TENANT = "ministry-social-affairs"
 PARTNER = "northbridge-bank"
 KEY = f"{TENANT}/{PARTNER}"
 KEYED_PARTNER = "national-health-insurance-fund"
+CONSOLE_MODE = "PARTNERCTL_DEMO_CONSOLE"
+CONSOLE_MODES = ("serve", "check", "off")  # until Enter or Ctrl-C; start, answer, stop; not at all
+CONSOLE_PORT = 8090  # the console's default, when free
 
 
 class Tour:
-    def __init__(self, examples: Path, echo: Any) -> None:
+    def __init__(self, examples: Path, echo: Any, console: str = "off") -> None:
         self.examples = examples
         self.echo = echo
+        self.console = console
         self.folder = Path(tempfile.mkdtemp(prefix="partnerctl-demo-"))
         self.repo = self.folder / "partners-repo"
         self.home = self.folder / "home"
@@ -214,9 +221,17 @@ class Tour:
 
         self.step("The audit log is a hash chain: every credential and partner event, tamper-evident.")
         self.run("audit", "verify")
+        console = None
+        if self.console != "off":
+            self.step("The console shows the same installation in a browser, read-only: partners at a glance, "
+                      "each partner's approvals, scopes and deliveries, what awaits approval, the report.")  # fmt: skip
+            console = self.start_console()
+            self.echo(f"      {console}  (on loopback: no sign-in)")
         self.echo(f"\nDone in {time.monotonic() - started:.0f} s: Northbridge Bank (client secret) and the National "
                   "Health Insurance Fund (private_key_jwt) are onboarded, their scopes are enforced, and every step "
                   "is audited.")  # fmt: skip
+        if console is not None:
+            self.serve_console(console)
 
     # --- helpers ------------------------------------------------------------------------------------
 
@@ -322,6 +337,40 @@ class Tour:
                 time.sleep(0.1)
         raise RuntimeError("the gateway did not start")
 
+    def start_console(self) -> str:
+        """``partnerctl console serve`` over the tour's installation, started like the gateway."""
+        port = CONSOLE_PORT if self.console == "serve" and port_is_free(CONSOLE_PORT) else free_port()
+        url = f"http://127.0.0.1:{port}/"
+        command = [str(Path(sys.executable).parent / "partnerctl"), "console", "serve", "--port", str(port)]
+        self.echo(f"    $ partnerctl console serve --port {port} &")
+        log = self.folder / "console.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(command, env=self.env, cwd=self.repo, stdout=subprocess.DEVNULL,
+                                       stderr=output)  # fmt: skip
+        self._processes.append(process)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"{url}healthz", timeout=1).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        said = log.read_text(errors="replace").strip().splitlines()
+        raise RuntimeError(f"the console did not start{': ' + said[-1] if said else ''}")
+
+    def serve_console(self, url: str) -> None:
+        """Until Enter or Ctrl-C in a terminal; elsewhere the tour has shown the console answers, and ends."""
+        if self.console != "serve":
+            self.echo(f"The console answered at {url} and stops with the tour (not a terminal). To browse it, run "
+                      f"the demo in a terminal, or with {CONSOLE_MODE}=serve.")  # fmt: skip
+            return
+        self.echo(f"The console: {url} (open it in a browser). Press Enter or Ctrl-C to stop it and remove "
+                  f"{self.folder}.")  # fmt: skip
+        try:
+            input()
+        except (KeyboardInterrupt, EOFError):
+            self.echo("")
+
     def cleanup(self) -> None:
         for process in self._processes:
             process.terminate()
@@ -336,6 +385,23 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def console_mode() -> str:
+    """PARTNERCTL_DEMO_CONSOLE when set; else serve in a terminal (stdin and stdout), check elsewhere."""
+    chosen = os.environ.get(CONSOLE_MODE, "").strip().lower()
+    if chosen and chosen not in CONSOLE_MODES:
+        raise UsageError(f"{CONSOLE_MODE}={chosen}: expected one of {', '.join(CONSOLE_MODES)}")
+    return chosen or ("serve" if sys.stdin.isatty() and sys.stdout.isatty() else "check")
 
 
 NEEDED = ("policies/scopes.yaml", f"policies/{TENANT}.yaml", f"partners/{TENANT}/{PARTNER}.yaml",
@@ -355,7 +421,7 @@ def run_demo(examples: Path, echo: Any) -> None:
         )
     if shutil.which("ssh-keygen") is None:
         raise UsageError("the demo signs approvals with SSH keys: install OpenSSH's ssh-keygen")
-    tour = Tour(examples, echo)
+    tour = Tour(examples, echo, console_mode())
     try:
         tour.tour()
     except (RuntimeError, OSError, subprocess.SubprocessError) as error:

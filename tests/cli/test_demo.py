@@ -30,5 +30,7 @@ def test_the_demo_onboards_a_partner_end_to_end() -> None:
     assert "verified 4 signed request(s)" in out
     assert "awaiting-approval" in out
     assert "audit log intact" in out
+    # Not a terminal: the console is started over the tour's installation, answers, and stops with it.
+    assert "The console answered at http://127.0.0.1:" in out and "(not a terminal)" in out
     assert "scp_cs_" not in out.replace("scp_cs_…", "")  # the secret itself is never printed
     assert set(Path(tempfile.gettempdir()).glob("partnerctl-demo-*")) == before
