@@ -25,7 +25,7 @@ from tests.support.gitrepo import GitPartnerRepo
 from tests.support.repo import PARTNER
 
 # Commands that serve until stopped: run in a process of their own and stopped after a while.
-SERVING = {("gateway", "serve"), ("demo",)}
+SERVING = {("gateway", "serve"), ("console", "serve"), ("demo",)}
 ENVIRONMENT = [
     "PARTNERCTL_HOME", "PARTNERCTL_REPO", "PARTNERCTL_STATE", "PARTNERCTL_SECRETS", "PARTNERCTL_TRUST_ROOT",
     "PARTNERCTL_NOW", "PARTNERCTL_DEV_ALLOW_LOOPBACK", "PARTNERCTL_GATEWAY_URL", "VAULT_ADDR", "VAULT_TOKEN",
