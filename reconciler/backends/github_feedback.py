@@ -75,6 +75,9 @@ class GitHubFeedback:
         self._changed: dict[str, set[str] | None] = {}  # sha -> partner keys its commit changed (None: all)
         self._idle: tuple[str, str | None, str | None] | None = None  # the inputs of the last pass that sent all
 
+    def apply_failed(self, error: Exception, engine: _Engine) -> None:
+        """An apply that stopped early leaves the commit's status as it was: the next apply that finishes sets it."""
+
     def applied(self, outcome: _Outcome, engine: _Engine) -> None:
         stores = engine.stores
         inputs = (outcome.revision, stores.partners.version(), stores.secrets.version())

@@ -24,7 +24,7 @@ from reconciler.engine.executor import Executor, Pinger, Result, StopSignal
 from reconciler.engine.journal import Journal
 from reconciler.engine.plan import LiveState, Plan, make_plan, stable_until
 from reconciler.engine.status import status_json
-from reconciler.errors import InvalidState, NotFound, UsageError
+from reconciler.errors import InvalidState, NotFound, ReconcilerError, UsageError
 from reconciler.manifests.models import client_authentication_of
 from reconciler.stores import Stores
 from reconciler.stores.audit import Verdict, verify
@@ -77,6 +77,9 @@ class ApplyListener(Protocol):
     slows an apply, so it never raises for one and does not wait long."""
 
     def applied(self, outcome: ApplyOutcome, engine: Reconciler) -> None: ...
+
+    def apply_failed(self, error: ReconcilerError, engine: Reconciler) -> None:
+        """The apply stopped with ``error`` before it finished (a store or the repository unreachable)."""
 
 
 class Reconciler:
@@ -167,6 +170,17 @@ class Reconciler:
         return "plan|" + hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()
 
     def apply(self, *, stop: StopSignal | None = None) -> ApplyOutcome:
+        try:
+            applied = self._apply(stop)
+        except ReconcilerError as error:
+            for listener in self.listeners:
+                listener.apply_failed(error, self)
+            raise
+        for listener in self.listeners:
+            listener.applied(applied, self)
+        return applied
+
+    def _apply(self, stop: StopSignal | None) -> ApplyOutcome:
         journal = self._journal("reconciler")
         with journal.exclusive(timeout=LOCK_TIMEOUT):
             executor = Executor(self.stores, journal, now=clock_now(), pinger=self.pinger)
@@ -181,10 +195,7 @@ class Reconciler:
             self.stores.journal.put_setting(LAST_RECONCILE, {
                 "time": executor.now.isoformat(), "revision": outcome.plan.revision, "blocked": outcome.plan.blocked,
                 "actions": len(results), "failed": sum(not result.ok for result in results)})  # fmt: skip
-        applied = ApplyOutcome(outcome.plan.revision, results, checks, outcome.plan)
-        for listener in self.listeners:
-            listener.applied(applied, self)
-        return applied
+        return ApplyOutcome(outcome.plan.revision, results, checks, outcome.plan)
 
     # --- credentials ------------------------------------------------------------------------------
 

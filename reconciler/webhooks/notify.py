@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -247,6 +247,7 @@ class Notifier:
         delays: Sequence[float] = RETRY_DELAYS,
     ) -> None:
         self.collector = Collector(interval=interval)
+        self._failures: dict[str, datetime] = {}  # kind of error -> when an apply that raised it was last alerted
         self.channels = [Channel(each, allow_loopback=allow_loopback, capacity=capacity, timeout=timeout, delays=delays)
                          for each in targets]  # fmt: skip
 
@@ -267,6 +268,20 @@ class Notifier:
         for alert in alerts:
             for channel in self.channels:
                 channel.put(alert)
+
+    def apply_failed(self, error: ReconcilerError, engine: Reconciler) -> None:
+        """An apply that stopped early (a store or the repository unreachable, the lock held too long): one alert
+        per kind of error and interval, remembered in memory (the journal may be what failed). The error's text
+        stays in the log: it may name hosts and paths."""
+        now, kind = clock.now(), type(error).__name__
+        last = self._failures.get(kind)
+        if last is not None and now - last < self.collector.interval:
+            return
+        self._failures[kind] = now
+        text = f"an apply stopped before it finished ({kind}); see the reconciler's log"
+        alert = Alert("apply.failed", None, now, text, {"event": "apply.failed", "error": kind}, detail=kind)
+        for channel in self.channels:
+            channel.put(alert)
 
     def close(self, timeout: float = FLUSH_SECONDS) -> None:
         """Give the queued alerts up to ``timeout`` seconds in all, then stop."""

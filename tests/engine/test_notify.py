@@ -32,7 +32,7 @@ ACME = f"{TENANT}/acme-bank"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 # What an alert may carry in ``data``: ids, event names, webhook names, counts, codes (DESIGN §12).
 DATA_KEYS = {"partner", "event", "webhook", "code", "failures", "count", "requiredScopes", "action", "revision",
-             "reason", "pendingSince", "pendingHours", "dueAt"}  # fmt: skip
+             "reason", "pendingSince", "pendingHours", "dueAt", "error"}  # fmt: skip
 
 
 def apply(onboarded: Onboarded, *urls: str) -> Run:
@@ -235,3 +235,18 @@ def test_the_queue_is_bounded_and_never_waits_on_the_network(receiver: tuple[Htt
     assert channel.flush(10)
     assert channel.sent == 2 and len(alerts.requests) == 2
     channel.close(0)
+
+
+def test_an_apply_that_stops_early_is_alerted_without_its_error_text(
+    installation: Installation, receiver: tuple[HttpRecorder, str], tmp_path: Path
+) -> None:
+    alerts, url = receiver
+    missing = tmp_path / "no-such-repository"
+    result = installation.run("--repo", str(missing), "--dev-allow-loopback-webhooks", "--approval", "none",
+                              "apply", "--notify", f"{url}/ce?format=cloudevents")  # fmt: skip
+    assert result.exit_code != 0
+    [request] = alerts.requests
+    event = assert_valid_cloudevent(request)
+    assert event["type"] == "dev.scp.partnerctl.apply.failed" and "subject" not in event
+    assert set(event["data"]) <= DATA_KEYS and event["data"]["event"] == "apply.failed"
+    assert str(missing) not in request.body.decode(), "the error's text (a path) stays in the log"
