@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import click
@@ -10,6 +9,7 @@ import click
 from reconciler.cli import wiring
 from reconciler.cli.options import common_options, settings_from
 from reconciler.errors import UsageError
+from reconciler.manifests.urls import is_loopback_host
 
 __all__ = ["console"]
 
@@ -44,7 +44,7 @@ def serve(ctx: click.Context, /, host: str, port: int, trusted_proxies: tuple[st
     import uvicorn
 
     settings = settings_from(ctx, given)
-    if not trusted_proxies and not _loopback(host):
+    if not trusted_proxies and not is_loopback_host(host):
         raise UsageError(f"--host {host}: without --trusted-proxy (an authenticating proxy) the console has no "
                          "sign-in, so it listens on loopback only (127.0.0.1 or ::1)")  # fmt: skip
     wiring.check_listen_address(host, port, "--host")
@@ -61,11 +61,3 @@ def serve(ctx: click.Context, /, host: str, port: int, trusted_proxies: tuple[st
     finally:
         app.close()
 
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -70,7 +70,7 @@ def _outbound_url_problems(url: str, *, allow_loopback: bool, noun: str, https_r
         problems.append("has no host; write it as https://host/path")
         return problems
     host_problem = host_problem_of(host)
-    loopback_ok = allow_loopback and host_problem is not None and _is_loopback_name(host)
+    loopback_ok = allow_loopback and host_problem is not None and is_loopback_host(host)
     if parts.scheme != "https" and not (loopback_ok and parts.scheme == "http"):
         problems.append(f"uses {parts.scheme or 'no scheme'}; {https_rule}")
     if host_problem is not None and not loopback_ok:
@@ -153,7 +153,8 @@ def address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> s
     return None
 
 
-def _is_loopback_name(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` (and names under it) or a loopback address, in any of the forms an address takes."""
     name = host.strip("[]").rstrip(".").lower()
     if name == "localhost" or name.endswith(".localhost"):
         return True

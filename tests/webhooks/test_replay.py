@@ -36,6 +36,19 @@ def flagged_on_failure(onboarded: Onboarded) -> None:
     repo.write(f"policies/{TENANT}.yaml", edit(policy.read_text(), "onFailure: deactivate", "onFailure: flag"))
 
 
+def outage(onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch, messages: int) -> None:
+    """``messages`` published while the receiver answers 503, each failed after its two attempts."""
+    flagged_on_failure(onboarded)
+    onboarded.installation.repo.commit("flag failing webhooks")
+    onboarded.installation.apply()
+    onboarded.receiver.status = 503
+    for _ in range(messages):
+        publish(onboarded)
+        dispatch(onboarded)
+    at(monkeypatch, "2026-11-28T12:00:10Z")
+    dispatch(onboarded)
+
+
 def personal_data_ngo(onboarded: Onboarded) -> None:
     """ACME as an NGO cleared for personal data (it receives beneficiary_name), flagged rather than deactivated."""
     repo = onboarded.installation.repo
@@ -124,15 +137,7 @@ def test_a_replay_of_an_outage_sends_every_missed_message_once_more_without_what
 def test_live_deliveries_go_before_replayed_ones(onboarded: Onboarded, monkeypatch: pytest.MonkeyPatch) -> None:
     """A pass takes every live delivery first and fills what is left of the batch with
     replays; a replayed delivery that fails again stays in the replay lane."""
-    flagged_on_failure(onboarded)
-    onboarded.installation.repo.commit("flag failing webhooks")
-    onboarded.installation.apply()
-    onboarded.receiver.status = 503
-    for _ in range(3):
-        publish(onboarded)
-        dispatch(onboarded)
-    at(monkeypatch, "2026-11-28T12:00:10Z")
-    dispatch(onboarded)
+    outage(onboarded, monkeypatch, 3)
     assert replay(onboarded, "--since", "1h")["replayed"] == 3
     publish(onboarded)
     publish(onboarded)
@@ -152,15 +157,7 @@ def test_a_live_message_published_while_a_replay_is_sending_goes_out_next(
 ) -> None:
     """A pass sending replays takes in live deliveries as they are published, and lets them go first at the
     endpoint: a live message waits for one send, not for the rest of the replay."""
-    flagged_on_failure(onboarded)
-    onboarded.installation.repo.commit("flag failing webhooks")
-    onboarded.installation.apply()
-    onboarded.receiver.status = 503
-    for _ in range(4):
-        publish(onboarded)
-    dispatch(onboarded)
-    at(monkeypatch, "2026-11-28T12:00:10Z")
-    dispatch(onboarded)
+    outage(onboarded, monkeypatch, 4)
     replayed = set(ids(deliveries(onboarded)))
     assert replay(onboarded, "--since", "1h")["replayed"] == 4
     onboarded.receiver.status = 200

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 from reconciler.errors import UsageError
+from reconciler.manifests.urls import is_loopback_host
 
 __all__ = ["VaultConfig", "parse_url"]
 
@@ -55,7 +55,7 @@ def parse_url(url: str, environ: Mapping[str, str] = os.environ) -> VaultConfig:
     if any(not value for name, value in values.items() if name != "role"):
         raise UsageError(f"--secrets {url}: an empty setting; leave it out to use the default")
     address_parts = urlsplit(address)
-    if address_parts.scheme == "http" and not _loopback(address_parts.hostname or ""):
+    if address_parts.scheme == "http" and not is_loopback_host(address_parts.hostname or ""):
         raise UsageError(
             f"Vault at {address}: plain http is refused for anything but a loopback address, since tokens and "
             "secrets would cross the network in clear; use https (vault+https://)"
@@ -85,11 +85,3 @@ def parse_url(url: str, environ: Mapping[str, str] = os.environ) -> VaultConfig:
         **values,
     )
 
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
