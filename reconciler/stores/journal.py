@@ -47,8 +47,10 @@ class AuditStore(Protocol):
     def recover(self) -> None:
         """Drop what a crashed writer appended past the committed head."""
 
-    def audit_entries(self) -> Iterator[Any]:
-        """The log as stored, oldest first; a damaged entry is yielded as read (verification judges it)."""
+    def audit_entries(self, after: int = 0) -> Iterator[Any]:
+        """The log as stored, oldest first; a damaged entry is yielded as read (verification judges it).
+        ``after``: only entries past that seq; a backend skips the earlier ones without decoding them
+        (verification always reads the whole log)."""
 
     def exclusive(self, *, timeout: float | None = None) -> AbstractContextManager[None]:
         """Be the installation's only writer for a while; :class:`~reconciler.errors.Busy` after ``timeout``."""

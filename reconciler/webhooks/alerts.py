@@ -205,9 +205,9 @@ class Collector:
 
 
 def _entries(journal: Journal, after: int, head: int) -> Iterator[dict[str, Any]]:
-    """The committed entries after seq ``after``, up to ``head``. The port reads oldest first, so those before
-    the cursor are skipped with one comparison each; reading stops at the head (past it: a crashed write)."""
-    entries = journal.audit_entries()
+    """The committed entries after seq ``after``, up to ``head``. The store skips those before the cursor without
+    decoding them; reading stops at the head (past it: a crashed write)."""
+    entries = journal.audit_entries(after)
     try:
         for entry in entries:
             seq = entry.get("seq") if isinstance(entry, dict) else None

@@ -172,6 +172,17 @@ def test_recorded_events_chain_and_their_records_land(journal: tuple[Journal, Pa
     assert entries[-1]["hash"] == head.hash
 
 
+def test_a_reader_following_the_log_gets_only_the_entries_past_its_cursor(
+    journal: tuple[Journal, PartnerStore],
+) -> None:
+    store, _ = journal
+    tricky = {"note": 'a value holding "seq": 99, as text'}  # never taken for the entry's own seq
+    store.record([AuditEvent(Event.PARTNER_UPDATED, ACME, tricky) for _ in range(5)], [], now=NOW, outbox_cursor=None)
+    assert [entry["seq"] for entry in store.audit_entries(3)] == [4, 5]
+    assert [entry["seq"] for entry in store.audit_entries()] == [1, 2, 3, 4, 5]
+    assert [entry["details"] for entry in store.audit_entries(4)] == [tricky]
+
+
 def test_a_record_without_events_leaves_the_head_alone(journal: tuple[Journal, PartnerStore]) -> None:
     store, partners = journal
     store.record([], [record(ACME, "SUSPENDED")], now=NOW, outbox_cursor=None)

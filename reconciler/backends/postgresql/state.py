@@ -174,9 +174,8 @@ class PostgresJournal:
     def recover(self) -> None:
         pass  # entries and head commit together: a crashed writer leaves nothing behind
 
-    def audit_entries(self) -> Iterator[Any]:
+    def audit_entries(self, after: int = 0) -> Iterator[Any]:
         """The chain in pages of 5,000 (an export of millions never holds them all)."""
-        after = 0
         while True:
             rows = self.database.rows("SELECT seq, entry FROM audit_log WHERE seq > %s ORDER BY seq LIMIT 5000",
                                       (after,))  # fmt: skip

@@ -63,12 +63,15 @@ class AuditFile:
             os.close(descriptor)
         return offset + len(data)
 
-    def entries(self) -> Iterator[Any]:
-        """Each line as JSON; a line that is not JSON is yielded as a marker verification rejects."""
+    def entries(self, after: int = 0) -> Iterator[Any]:
+        """Each line as JSON; a line that is not JSON is yielded as a marker verification rejects. ``after``:
+        lines whose seq is at most that are skipped undecoded (a reader following the log from a cursor)."""
         if not self.path.exists():
             return
         with self._open("rb") as handle:
             for line in handle:
+                if after and (seq := _seq_of(line)) is not None and seq <= after:
+                    continue
                 try:
                     yield json.loads(line)
                 except ValueError:
@@ -87,3 +90,13 @@ class AuditFile:
             raise Stalled(f"{self.path} is a folder, not the audit log") from error
         except OSError as error:
             raise Stalled(f"cannot read the audit log {self.path}: {error.strerror}") from error
+
+
+def _seq_of(line: bytes) -> int | None:
+    """The seq of a line as written (canonical JSON, keys sorted: only ``time`` follows ``seq``), without
+    decoding the entry; None when the line does not have that shape (it is then decoded as usual)."""
+    start = line.rfind(b'"seq":')
+    if start < 0:
+        return None
+    digits = line[start + 6 : line.find(b",", start)].strip()
+    return int(digits) if digits.isdigit() else None

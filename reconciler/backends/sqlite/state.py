@@ -179,8 +179,8 @@ class SqliteJournal:
     def recover(self) -> None:
         self.log.recover(self.audit_head())
 
-    def audit_entries(self) -> Iterator[Any]:
-        return self.log.entries()
+    def audit_entries(self, after: int = 0) -> Iterator[Any]:
+        return self.log.entries(after)
 
     def exclusive(self, *, timeout: float | None = None) -> AbstractContextManager[None]:
         return installation_lock(self.home, timeout=timeout)
