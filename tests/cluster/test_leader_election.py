@@ -54,7 +54,10 @@ def test_one_leader_applies_and_a_standby_takes_over_when_it_dies(
     leader.process.wait()
     cluster_installation.repo.write_partners(receiver[1], "beta-ngo")
     cluster_installation.repo.commit("Onboard Beta")
-    took = eventually(lambda: standby.said("acquired the lease"), "the standby to take over")
+    try:
+        took = eventually(lambda: standby.said("acquired the lease"), "the standby to take over")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the standby's last lines: {standby.lines[-6:]}") from None
     assert took < LEASE_SECONDS + 5, "the standby took over within the lease duration (plus its retry period)"
     eventually(lambda: applied(cluster, "beta-ngo"), "the new leader to apply the next commit")
     lease = cluster.get("leases", "partnerctl-leader")
