@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.engine_bench import NOW, first_apply
-from benchmarks.generate import commit_all, generate_repository
+from benchmarks.engine_bench import NOW, applied
 from reconciler.cli import wiring
 from reconciler.cli.options import Settings
 from reconciler.cli.status_commands import _add_scope_usage
@@ -58,10 +57,7 @@ async def partners_page(app: Any) -> int:
 def main() -> dict[str, float]:
     os.environ["PARTNERCTL_NOW"] = NOW
     with tempfile.TemporaryDirectory(prefix="partnerctl-bench-") as folder:
-        root, home = Path(folder) / "repo", Path(folder) / "home"
-        generate_repository(root, PARTNERS)
-        commit_all(root)
-        first_apply(root, home)
+        root, home, _, _ = applied(Path(folder), PARTNERS)
         settings = Settings(repo=str(root), home=home, approval="none")
         app = wiring.console(settings)
         baseline, measured, sizes = [], [], (0, 0)

@@ -38,13 +38,19 @@ def first_apply(root: Path, home: Path) -> tuple[float, float]:
     return elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+def applied(folder: Path, partners: int) -> tuple[Path, Path, float, float]:
+    """``partners`` generated partners committed in ``folder``/repo and applied once into ``folder``/home: the
+    repository, the home, and the first apply's seconds and peak memory (MB)."""
+    root, home = folder / "repo", folder / "home"
+    generate_repository(root, partners)
+    commit_all(root)
+    return root, home, *first_apply(root, home)
+
+
 def main() -> dict[str, float]:
     os.environ["PARTNERCTL_NOW"] = NOW
     with tempfile.TemporaryDirectory(prefix="partnerctl-bench-") as folder:
-        root, home = Path(folder) / "repo", Path(folder) / "home"
-        generate_repository(root, PARTNERS)
-        commit_all(root)
-        elapsed, peak = first_apply(root, home)
+        root, home, elapsed, peak = applied(Path(folder), PARTNERS)
 
         settings = Settings(repo=str(root), home=home, approval="none", dev_allow_loopback_webhooks=True)
         engine = wiring.reconciler(settings, reads_repository=True)

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -51,19 +52,29 @@ def rate(client: httpx.Client, request: httpx.Request) -> float:
     return REQUESTS / (time.perf_counter() - start)
 
 
+PARTNER = "ministry-social-affairs/partner-00000"
+
+
+def onboarded(folder: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """Two generated partners applied into ``folder``/home on the real clock: the environment a gateway serves
+    them with, and the first one's credentials, picked up."""
+    partnerctl = str(Path(sys.executable).parent / "partnerctl")
+    root, home = folder / "repo", folder / "home"
+    generate_repository(root, 2)
+    commit_all(root)
+    env = {**os.environ, "PARTNERCTL_HOME": str(home), "PARTNERCTL_DEV_ALLOW_LOOPBACK": "1"}
+    env.pop("PARTNERCTL_NOW", None)
+    base = [partnerctl, "--repo", str(root), "--approval", "none"]
+    subprocess.run([*base, "apply"], env=env, check=True, capture_output=True)
+    pickup = json.loads(subprocess.run([*base, "-o", "json", "credentials", "deliver", PARTNER], env=env,
+                                       check=True, capture_output=True, text=True).stdout)  # fmt: skip
+    return env, pickup
+
+
 def main() -> dict[str, float]:
     partnerctl = str(Path(sys.executable).parent / "partnerctl")
     with tempfile.TemporaryDirectory(prefix="partnerctl-bench-") as folder:
-        root, home = Path(folder) / "repo", Path(folder) / "home"
-        generate_repository(root, 2)
-        commit_all(root)
-        env = {**os.environ, "PARTNERCTL_HOME": str(home), "PARTNERCTL_DEV_ALLOW_LOOPBACK": "1"}
-        env.pop("PARTNERCTL_NOW", None)
-        base = [partnerctl, "--repo", str(root), "--approval", "none"]
-        subprocess.run([*base, "apply"], env=env, check=True, capture_output=True)
-        partner = "ministry-social-affairs/partner-00000"
-        pickup = json.loads(subprocess.run([*base, "-o", "json", "credentials", "deliver", partner], env=env,
-                                           check=True, capture_output=True, text=True).stdout)  # fmt: skip
+        env, pickup = onboarded(Path(folder))
         ports = {"gateway": free_port(), "unlimited": free_port(), "bare": free_port()}
         servers = [
             subprocess.Popen([partnerctl, "gateway", "serve", "--port", str(ports["gateway"])], env=env,

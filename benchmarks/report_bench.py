@@ -11,8 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.engine_bench import NOW, first_apply
-from benchmarks.generate import commit_all, generate_repository
+import git
+
+from benchmarks.engine_bench import NOW, applied
 from reconciler import clock
 from reconciler.cli import wiring
 from reconciler.cli.options import Settings
@@ -26,13 +27,10 @@ ROUNDS = 3
 def main() -> dict[str, float]:
     os.environ["PARTNERCTL_NOW"] = NOW
     with tempfile.TemporaryDirectory(prefix="partnerctl-bench-") as folder:
-        root, home = Path(folder) / "repo", Path(folder) / "home"
-        generate_repository(root, PARTNERS)
-        repo = commit_all(root)
-        first_apply(root, home)
+        root, home, _, _ = applied(Path(folder), PARTNERS)
         settings = Settings(repo=str(root), home=home, approval="none", dev_allow_loopback_webhooks=True)
         engine = wiring.reconciler(settings, reads_repository=True)
-        revision = repo.head.commit.hexsha
+        revision = git.Repo(root).head.commit.hexsha
         memo, full, reports, sizes = [], [], {"json": [], "markdown": [], "html": []}, {}
         for _ in range(ROUNDS):
             start = time.perf_counter()

@@ -20,10 +20,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from benchmarks.gateway_bench import free_port, rate, wait_until_up
-from benchmarks.generate import commit_all, generate_repository
-
-PARTNER = "ministry-social-affairs/partner-00000"
+from benchmarks.gateway_bench import PARTNER, free_port, onboarded, rate, wait_until_up
 
 
 def _route_of(root: Path, scopes: list[str]) -> tuple[str, str]:
@@ -43,15 +40,8 @@ def main() -> dict[str, float]:
     partnerctl = str(Path(sys.executable).parent / "partnerctl")
     rounds = max(3, round(7 * float(os.environ.get("PARTNERCTL_BENCH_SCALE", "1"))))
     with tempfile.TemporaryDirectory(prefix="partnerctl-bench-") as folder:
-        root, home = Path(folder) / "repo", Path(folder) / "home"
-        generate_repository(root, 2)
-        commit_all(root)
-        env = {**os.environ, "PARTNERCTL_HOME": str(home), "PARTNERCTL_DEV_ALLOW_LOOPBACK": "1"}
-        env.pop("PARTNERCTL_NOW", None)
-        base = [partnerctl, "--repo", str(root), "--approval", "none"]
-        subprocess.run([*base, "apply"], env=env, check=True, capture_output=True)
-        pickup = json.loads(subprocess.run([*base, "-o", "json", "credentials", "deliver", PARTNER], env=env,
-                                           check=True, capture_output=True, text=True).stdout)  # fmt: skip
+        env, pickup = onboarded(Path(folder))
+        root = Path(folder) / "repo"
         ports = {"counting": free_port(), "off": free_port()}
         servers = {
             name: subprocess.Popen([partnerctl, "gateway", "serve", "--port", str(port), "--no-rate-limits",
@@ -87,7 +77,7 @@ def main() -> dict[str, float]:
             for server in servers.values():
                 server.terminate()  # the counting gateway writes what it counted as it stops
                 server.wait(timeout=30)
-        status = json.loads(subprocess.run([*base, "-o", "json", "status", PARTNER], env=env, check=True,
+        status = json.loads(subprocess.run([partnerctl, "-o", "json", "status", PARTNER], env=env, check=True,
                                            capture_output=True, text=True).stdout)  # fmt: skip
     [entry] = status["partners"]
     used = {item["name"]: item["lastUsed"] for item in entry.get("scopeUsage", [])}

@@ -10,7 +10,7 @@ from reconciler.credentials import active_credential
 from reconciler.engine import review
 from reconciler.engine.executor import APPROVERS
 from reconciler.engine.reconciler import LAST_RECONCILE
-from reconciler.engine.report import APPROVAL_FIELDS, classifications, credential_evidence, noting_approvals
+from reconciler.engine.report import approval_chain, classifications, credential_evidence, noting_approvals
 from reconciler.engine.status import scope_usage_json
 from reconciler.stores import Stores
 from reconciler.stores.records import PartnerRecord
@@ -101,8 +101,7 @@ def partner_page(stores: Stores, viewer: Viewer, key: str, now: datetime, page: 
         "phase": record.phase,
         "health": record.health,
         "conditions": record.conditions,
-        "approvals": list(approvals[key].values())
-        or ([{name: record.approval.get(name) for name in APPROVAL_FIELDS}] if record.approval else []),
+        "approvals": approval_chain(record, list(approvals[key].values())),
         "scopes": [{**scope, "classification": by_scope.get(scope["name"])}
                    for scope in scope_usage_json(record, usage, now=now)],
         "credential": credential,

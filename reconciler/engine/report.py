@@ -20,8 +20,8 @@ from reconciler.stores.audit import verify
 from reconciler.stores.records import PartnerRecord, ScopeUse
 from reconciler.vocabulary import Event
 
-__all__ = ["APPROVAL_FIELDS", "DELIVERY_DAYS", "build_report", "classifications", "credential_evidence",
-           "noting_approvals"]
+__all__ = ["APPROVAL_FIELDS", "DELIVERY_DAYS", "approval_chain", "build_report", "classifications",
+           "credential_evidence", "noting_approvals"]
 
 DELIVERY_DAYS = 30  # the delivery counts' window, the delivery log's (DESIGN §8)
 
@@ -80,8 +80,6 @@ def _partner(
     now: datetime,
 ) -> dict[str, Any]:
     organization = record.spec.get("organization", {})
-    if not approvals and record.approval:
-        approvals = [{name: record.approval.get(name) for name in APPROVAL_FIELDS}]
     due = review.due_at(record)
     last_review = review.reviewed_at(record)
     return {
@@ -89,7 +87,7 @@ def _partner(
         "organization": {"displayName": organization.get("displayName"), "type": organization.get("type")},
         "phase": record.phase,
         "health": record.health,
-        "approvals": approvals,
+        "approvals": approval_chain(record, approvals),
         "scopes": [{**scope, "classification": by_scope.get(scope["name"])}
                    for scope in scope_usage_json(record, usage, now=now)],
         "credential": credential_evidence(record, active),
@@ -106,6 +104,13 @@ def _partner(
         ],
         "lastSuccessfulSync": record.last_successful_sync,
     }
+
+
+def approval_chain(record: PartnerRecord, audited: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The partner's approvals as the audit log recorded them; the applied one alone when the log has none."""
+    if audited or not record.approval:
+        return audited
+    return [{name: record.approval.get(name) for name in APPROVAL_FIELDS}]
 
 
 def credential_evidence(record: PartnerRecord, active: Credential | None) -> dict[str, Any] | None:
